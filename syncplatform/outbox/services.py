@@ -1,0 +1,67 @@
+"""The only way work leaves a request or a task: record it in the caller's transaction."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import OutboxMessage
+from .publisher import BROKER_ERRORS, publish, route_for
+
+logger = logging.getLogger(__name__)
+
+# After a failed fast-path publish, leave new rows to the relay for this long, so a broker
+# outage does not add a connect timeout to every request that records work.
+FAST_PATH_PAUSE_SECONDS = 10.0
+_fast_path_paused_until = 0.0
+
+
+def outbox_enqueue(
+    *,
+    task_name: str,
+    kwargs: dict,
+    dedup_key: str = "",
+    queue: str | None = None,
+) -> OutboxMessage:
+    """Record a task to run once the caller's transaction commits.
+
+    Call it inside the transaction that writes the data the task is about: if that
+    transaction rolls back, the task is never published. Publishing happens after commit
+    (fast path) or, failing that, by the relay; a message may be published more than once,
+    so tasks must be idempotent.
+    """
+    message = OutboxMessage.objects.create(
+        task_name=task_name,
+        queue=queue or route_for(task_name),
+        kwargs=kwargs,
+        dedup_key=dedup_key,
+    )
+    if settings.OUTBOX_FAST_PATH:
+        transaction.on_commit(lambda: outbox_publish_now([message]), robust=True)
+    return message
+
+
+def outbox_publish_now(messages: Iterable[OutboxMessage]) -> int:
+    """Publish committed rows right away and mark them; leave failures to the relay."""
+    global _fast_path_paused_until
+    if time.monotonic() < _fast_path_paused_until:
+        return 0
+    published: list[int] = []
+    for message in messages:
+        try:
+            publish(message)
+        except BROKER_ERRORS as exc:
+            _fast_path_paused_until = time.monotonic() + FAST_PATH_PAUSE_SECONDS
+            logger.warning("broker unavailable, outbox relay will publish: %s", exc)
+            break
+        published.append(message.pk)
+    if published:
+        OutboxMessage.objects.filter(pk__in=published, published_at__isnull=True).update(
+            published_at=timezone.now()
+        )
+    return len(published)

@@ -1,0 +1,287 @@
+"""Settings, read from the environment (12-factor).
+
+Locally nothing needs to be set: SQLite in WAL mode and the Redis that `make run` starts.
+In production set SYNCPLATFORM_ENV=production, SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL and
+REDIS_URL; docs/operations.md lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+# Where local state lives: the SQLite file, the embedded Redis, generated dev secrets, media.
+RUN_DIR = Path(os.environ.get("SYNCPLATFORM_RUN_DIR", BASE_DIR / ".run")).resolve()
+PRODUCTION = os.environ.get("SYNCPLATFORM_ENV", "local").strip().lower() == "production"
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _local_secret_key() -> str:
+    """Return a per-checkout key kept in RUN_DIR, so local sessions survive restarts."""
+    key_file = RUN_DIR / "secret_key"
+    if not key_file.exists():
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if PRODUCTION:
+        raise ImproperlyConfigured("SECRET_KEY must be set when SYNCPLATFORM_ENV=production")
+    SECRET_KEY = _local_secret_key()
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# Behind TLS in production: cookies only over HTTPS, HSTS, redirect plain HTTP.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+if env_bool("TRUST_X_FORWARDED_PROTO", PRODUCTION):
+    # The load balancer terminates TLS and says so in this header.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Health probes come over plain HTTP from the orchestrator, never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_celery_results",
+    "syncplatform.outbox",
+    "syncplatform.deadletters",
+    "catalog",
+    "erp_connectors",
+    "imports",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "syncplatform.urls"
+WSGI_APPLICATION = "syncplatform.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "syncplatform" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{RUN_DIR / 'db.sqlite3'}"
+DATABASES = {
+    # Persistent connections: a new PostgreSQL connection per request costs more than the
+    # request itself (a one-INSERT view does ~7x the req/s with them on this hardware).
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 600),
+        conn_health_checks=True,
+    ),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN
+        # so concurrent writers queue on the busy timeout instead of failing mid-transaction.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": env_int("SQLITE_BUSY_TIMEOUT", 30),
+    }
+    # Worker processes started by the tests must see the test database: keep it on disk.
+    DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test_db.sqlite3")}
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Fail fast when the database is unreachable, so /readyz and intake can answer 503.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "DB_CONNECT_TIMEOUT", 3
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", RUN_DIR / "static"))
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", RUN_DIR / "media"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- Email and alerts -------------------------------------------------------------------
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if os.environ.get("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "syncplatform@localhost")
+ALERT_EMAILS = env_list("ALERT_EMAILS", "")
+ALERT_WEBHOOK_URL = os.environ.get("ALERT_WEBHOOK_URL", "")
+
+# --- Redis and Celery -------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6390/0"
+
+CELERY_BROKER_URL = REDIS_URL
+# Every queue the platform uses, declared once. `high` never waits behind bulk work because
+# each queue has its own worker (CONTRACT §5).
+QUEUE_NAMES = ("high", "default", "low")
+CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in QUEUE_NAMES)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Routing by task name, in one place. Apps name tasks "<app>.<verb>_<object>".
+CELERY_TASK_ROUTES = {
+    "erp_connectors.apply_*": {"queue": "high"},
+    "notifications.*": {"queue": "default"},
+    "imports.start_*": {"queue": "default"},
+    "imports.finish_*": {"queue": "default"},
+    "imports.*": {"queue": "low"},
+    "erp_connectors.reconcile_*": {"queue": "low"},
+    "platform.cleanup_*": {"queue": "low"},
+}
+# JSON only: messages carry ids, never pickled objects.
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# At-least-once delivery: ack after the task ran, so a killed worker's task is redelivered.
+CELERY_TASK_ACKS_LATE = True
+# A pool process killed mid-task (OOM, SIGKILL) requeues its message instead of dropping it.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message in hand per process: a long import batch never sits in a busy worker's buffer.
+# The launcher raises it for the `high` queue, whose tasks are short.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis redelivers an unacked message after this long. It must outlast the longest task and
+# the longest retry countdown (RETRY_BACKOFF_CAP), or a task would run twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    "socket_connect_timeout": 3,
+    "socket_timeout": 10,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With late acks, tasks cut off by a lost broker connection are redelivered, so cancel them.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Soft limit raises inside the task (it can clean up); the hard limit kills the process.
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 600)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 660)
+# Results go to the database (django-celery-results), but only for tasks that ask: most
+# tasks record their outcome on their own rows, and nobody reads an unused result.
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
+# Beat reads its schedule from the database, so operators edit it in the admin.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Task events feed Flower's live view.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_TIMEZONE = TIME_ZONE
+
+FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
+
+# --- Retry policy (syncplatform/retry.py) -----------------------------------------------
+# Exponential backoff with full jitter: attempt n waits uniform(0, min(cap, base * 2**n)).
+RETRY_BACKOFF_BASE = env_float("RETRY_BACKOFF_BASE", 10.0)
+RETRY_BACKOFF_CAP = env_float("RETRY_BACKOFF_CAP", 600.0)
+RETRY_MAX_ATTEMPTS = env_int("RETRY_MAX_ATTEMPTS", 5)
+# No work is retried past this age: after two hours the data is better re-fetched.
+RETRY_DEADLINE_SECONDS = env_float("RETRY_DEADLINE_SECONDS", 2 * 3600.0)
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= RETRY_BACKOFF_CAP:
+    raise ImproperlyConfigured("RETRY_BACKOFF_CAP must be shorter than the visibility timeout")
+
+# --- Outbox relay (syncplatform/outbox) -------------------------------------------------
+# The relay leaves fresh rows to the on_commit fast path for this long, so the two rarely
+# publish the same row (a re-publish is harmless, only wasteful).
+OUTBOX_RELAY_GRACE_SECONDS = env_float("OUTBOX_RELAY_GRACE_SECONDS", 2.0)
+OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 200)
+OUTBOX_RELAY_POLL_SECONDS = env_float("OUTBOX_RELAY_POLL_SECONDS", 0.5)
+# While the broker is down the relay waits 1, 2, 4 … seconds up to this, then tries again.
+OUTBOX_RELAY_MAX_BACKOFF_SECONDS = env_float("OUTBOX_RELAY_MAX_BACKOFF_SECONDS", 30.0)
+# Published rows are kept this long for audit, then pruned by the relay.
+OUTBOX_RETENTION_SECONDS = env_float("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600.0)
+# Publish directly after commit; off only for tests that need rows to wait for the relay.
+OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

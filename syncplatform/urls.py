@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from syncplatform import health, metrics
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    path("admin/", admin.site.urls),
+]
