@@ -1,0 +1,78 @@
+"""Shared fixtures: the broker, real worker and relay processes, and a private Redis.
+
+Integration tests use `transactional_db` so that what the test writes is committed and
+visible to the worker processes, which run on the same test database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.support.processes import PlatformProcess, Relay, Worker, process_env
+from tests.support.redis_server import RedisServer
+
+# Fast retries for the tests of the retry policy; production defaults are 10 s / 10 min.
+FAST_RETRY_ENV = {
+    "RETRY_BACKOFF_BASE": "0.2",
+    "RETRY_BACKOFF_CAP": "1.0",
+    "RETRY_MAX_ATTEMPTS": "4",
+}
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    """The test broker, emptied before the test so no stale message reaches a worker."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[PlatformProcess]]:
+    """Every process a test starts; all are stopped at teardown, whatever happened."""
+    started: list[PlatformProcess] = []
+    yield started
+    for process in reversed(started):
+        process.kill()
+
+
+@pytest.fixture
+def start_worker(
+    transactional_db: None, broker: redis.Redis, processes: list[PlatformProcess]
+) -> Callable[..., Worker]:
+    """Start a real Celery worker on the test database and broker."""
+
+    def start(queues: str = "high,default,low", concurrency: int = 1, **env: str) -> Worker:
+        worker = Worker(queues, process_env(**FAST_RETRY_ENV, **env), concurrency)
+        processes.append(worker)
+        return worker.start()
+
+    return start
+
+
+@pytest.fixture
+def start_relay(
+    transactional_db: None, broker: redis.Redis, processes: list[PlatformProcess]
+) -> Callable[..., Relay]:
+    """Start a real outbox relay process (no grace period, fast polling)."""
+
+    def start(*extra: str, **env: str) -> Relay:
+        defaults = {"OUTBOX_RELAY_GRACE_SECONDS": "0", "OUTBOX_RELAY_POLL_SECONDS": "0.1"}
+        relay = Relay(process_env(**{**defaults, **env}), *extra)
+        processes.append(relay)
+        return relay.start()
+
+    return start
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stop and restart without touching anyone else."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
