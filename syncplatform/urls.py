@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from syncplatform import health, metrics
 
@@ -8,4 +8,6 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("catalog.urls")),
+    path("", include("erp_connectors.urls")),
 ]
