@@ -1,0 +1,136 @@
+"""Worker-side writes: apply an inbound event's items to the catalog."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.services import ItemResult, Outcome, PriceItem, StockItem, price_apply, stock_apply
+
+from .models import InboundEvent
+
+logger = logging.getLogger(__name__)
+
+
+def event_apply(*, event_id: int) -> None:
+    """Apply the event's pending items: all of them at first, only the failed ones on retry.
+
+    Safe to repeat: a completed event is left as it is, and the catalog writes are
+    newer-wins, so a re-delivered message converges instead of double-applying.
+    The catalog writes, the item outcomes, the counters and the status commit together.
+    Database faults propagate for the task's retry policy to handle.
+    """
+    if not _mark_processing(event_id):
+        return
+    with transaction.atomic():
+        event = InboundEvent.objects.select_for_update().get(pk=event_id)
+        if event.status != InboundEvent.Status.PROCESSING:
+            return  # another delivery of the same message finished it meanwhile
+        indexes = event.pending_indexes()
+        results = _apply_items(event.type, [event.payload[i] for i in indexes])
+        _record_outcomes(event, indexes, results)
+
+
+def _mark_processing(event_id: int) -> bool:
+    """Count the attempt and show "processing" while the items are applied.
+
+    Committed on its own, so the attempt counts even if the apply transaction rolls back,
+    and a worker killed mid-apply leaves the event "processing" for the redelivery to redo.
+    Returns False when there is nothing to do.
+    """
+    with transaction.atomic():
+        event = (
+            InboundEvent.objects.select_for_update()
+            .filter(pk=event_id)
+            .only("pk", "status", "attempts")
+            .first()
+        )
+        if event is None:
+            logger.warning("inbound event %s no longer exists; nothing to apply", event_id)
+            return False
+        if event.status in InboundEvent.COMPLETED_STATUSES:
+            logger.info("inbound event %s already %s; nothing to apply", event_id, event.status)
+            return False
+        event.status = InboundEvent.Status.PROCESSING
+        event.attempts += 1
+        event.save(update_fields=["status", "attempts"])
+        return True
+
+
+def _apply_items(event_type: str, items: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    if event_type == InboundEvent.Type.STOCK_UPDATED:
+        return stock_apply(
+            items=[
+                StockItem(
+                    sku=item["sku"],
+                    warehouse=item["warehouse"],
+                    quantity=item["quantity"],
+                    updated_at=datetime.fromisoformat(item["updated_at"]),
+                )
+                for item in items
+            ]
+        )
+    return price_apply(
+        items=[
+            PriceItem(
+                sku=item["sku"],
+                currency=item["currency"],
+                amount=Decimal(item["amount"]),
+                updated_at=datetime.fromisoformat(item["updated_at"]),
+            )
+            for item in items
+        ]
+    )
+
+
+def _record_outcomes(
+    event: InboundEvent, indexes: list[int], results: Sequence[ItemResult]
+) -> None:
+    if len(results) != len(indexes):
+        raise RuntimeError(f"catalog answered {len(results)} results for {len(indexes)} items")
+    applied = stale = 0
+    errors: list[dict[str, Any]] = []
+    for result in results:
+        index = indexes[result.index]
+        if result.outcome == Outcome.APPLIED:
+            applied += 1
+        elif result.outcome == Outcome.STALE:
+            stale += 1
+        else:
+            errors.append(
+                {
+                    "index": index,
+                    "sku": event.payload[index]["sku"],
+                    "code": result.code,
+                    "message": result.message,
+                }
+            )
+    # On a retry the earlier applied/stale items keep their counts; the failed count is
+    # replaced, since exactly the previously failed items were tried again.
+    event.applied_items += applied
+    event.stale_items += stale
+    event.failed_items = len(errors)
+    event.errors = sorted(errors, key=lambda error: error["index"])
+    if not errors:
+        event.status = InboundEvent.Status.APPLIED
+    elif len(errors) == event.total_items:
+        event.status = InboundEvent.Status.FAILED
+    else:
+        event.status = InboundEvent.Status.PARTIALLY_APPLIED
+    event.completed_at = timezone.now()
+    event.save(
+        update_fields=[
+            "applied_items",
+            "stale_items",
+            "failed_items",
+            "errors",
+            "status",
+            "completed_at",
+        ]
+    )

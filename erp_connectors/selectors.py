@@ -1,0 +1,28 @@
+"""Reads for connectors and inbound events."""
+
+from __future__ import annotations
+
+from .credentials import api_token_hash, api_token_matches
+from .models import Connector, InboundEvent
+
+# Compared against when the slug is unknown, so both failures take the same time.
+_NO_SUCH_HASH = api_token_hash("")
+
+
+def connector_get_enabled(*, slug: str) -> Connector | None:
+    """Return the connector that may send webhooks under this slug, if any."""
+    return Connector.objects.filter(slug=slug, enabled=True).first()
+
+
+def connector_authenticate(*, slug: str, token: str) -> Connector | None:
+    """Return the enabled connector `slug` if `token` is its API token, else None."""
+    connector = connector_get_enabled(slug=slug)
+    stored = connector.api_token_hash if connector is not None else _NO_SUCH_HASH
+    if not api_token_matches(token, stored) or connector is None:
+        return None
+    return connector
+
+
+def event_get(*, connector: Connector, webhook_id: str) -> InboundEvent | None:
+    """Return the connector's event with this webhook id; other connectors' stay invisible."""
+    return InboundEvent.objects.filter(connector=connector, webhook_id=webhook_id).first()

@@ -1,0 +1,127 @@
+"""Webhook intake: POST /webhooks/erp/<slug>/ (CONTRACT §2).
+
+Only checks, records and answers; the items are applied by a worker. Order of checks:
+size (before reading), connector, encoding, signature, then the body's content, so an
+unsigned request never learns more than "401" and nothing is stored until all pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+
+from .http import database_guard, error_response
+from .schemas import ValidationFailed, body_decode, payload_parse, webhook_id_validate
+from .selectors import connector_get_enabled
+from .services import Intake, event_record
+from .signatures import signature_verify
+
+# CONTRACT §2: bodies up to 5 MB (read as MiB, the generous reading).
+DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
+_READ_CHUNK_BYTES = 64 * 1024
+
+
+@csrf_exempt
+@never_cache
+@database_guard
+def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
+    if request.method != "POST":
+        response = error_response(405, "", "only POST is allowed")
+        response["Allow"] = "POST"
+        return response
+
+    limit = getattr(settings, "ERP_WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        return _too_large(limit)
+
+    connector = connector_get_enabled(slug=slug)
+    if connector is None:
+        return error_response(404, "", "no such connector")
+
+    raw = _read_body(request, limit)
+    if raw is None:
+        return _too_large(limit)
+
+    try:
+        text = body_decode(raw)
+    except ValidationFailed as exc:
+        return JsonResponse(exc.as_body(), status=400)
+
+    if not signature_verify(
+        secrets=connector.live_webhook_secrets, body=text, headers=request.headers
+    ):
+        return error_response(
+            401,
+            "webhook-signature",
+            "missing or invalid signature, or webhook-timestamp not within 5 minutes of now",
+        )
+
+    webhook_id = request.headers["webhook-id"]
+    try:
+        webhook_id_validate(webhook_id)
+        payload = payload_parse(text)
+    except ValidationFailed as exc:
+        return JsonResponse(exc.as_body(), status=400)
+
+    result = event_record(
+        connector=connector,
+        webhook_id=webhook_id,
+        body_sha256=hashlib.sha256(raw).hexdigest(),
+        payload=payload,
+    )
+    event = result.event
+    status_url = request.build_absolute_uri(
+        reverse("erp_connectors:event", kwargs={"slug": connector.slug, "webhook_id": webhook_id})
+    )
+    if result.outcome is Intake.CONFLICT:
+        return error_response(
+            409, "webhook-id", "this webhook-id was already received with a different body"
+        )
+    if result.outcome is Intake.DUPLICATE:
+        return JsonResponse(
+            {
+                "id": webhook_id,
+                "status": event.status,
+                "duplicate": True,
+                "status_url": status_url,
+            },
+            status=200,
+        )
+    return JsonResponse(
+        {"id": webhook_id, "status": event.status, "status_url": status_url}, status=202
+    )
+
+
+def _declared_length(request: HttpRequest) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes | None:
+    """Read at most `limit` bytes; None when there are more (no length given, or a lie).
+
+    The request is read directly, not through request.body, which would refuse bodies over
+    DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) before our own limit applies.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = request.read(_READ_CHUNK_BYTES)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+
+
+def _too_large(limit: int) -> JsonResponse:
+    return error_response(413, "", f"the body must not exceed {limit} bytes")
