@@ -11,13 +11,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import OutboxMessage
-from .publisher import BROKER_ERRORS, publish, route_for
+from .publisher import BROKER_ERRORS, broker_connection, publish, route_for
 
 logger = logging.getLogger(__name__)
 
 # After a failed fast-path publish, leave new rows to the relay for this long, so a broker
 # outage does not add a connect timeout to every request that records work.
 FAST_PATH_PAUSE_SECONDS = 10.0
+# One connect attempt, this long at most, before leaving the rows to the relay.
+FAST_PATH_CONNECT_TIMEOUT = 0.5
 _fast_path_paused_until = 0.0
 
 
@@ -52,14 +54,14 @@ def outbox_publish_now(messages: Iterable[OutboxMessage]) -> int:
     if time.monotonic() < _fast_path_paused_until:
         return 0
     published: list[int] = []
-    for message in messages:
-        try:
-            publish(message)
-        except BROKER_ERRORS as exc:
-            _fast_path_paused_until = time.monotonic() + FAST_PATH_PAUSE_SECONDS
-            logger.warning("broker unavailable, outbox relay will publish: %s", exc)
-            break
-        published.append(message.pk)
+    try:
+        with broker_connection(connect_timeout=FAST_PATH_CONNECT_TIMEOUT) as conn:
+            for message in messages:
+                publish(message, connection=conn)
+                published.append(message.pk)
+    except BROKER_ERRORS as exc:
+        _fast_path_paused_until = time.monotonic() + FAST_PATH_PAUSE_SECONDS
+        logger.warning("broker unavailable, outbox relay will publish: %s", exc)
     if published:
         OutboxMessage.objects.filter(pk__in=published, published_at__isnull=True).update(
             published_at=timezone.now()
