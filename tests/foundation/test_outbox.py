@@ -43,6 +43,7 @@ def unpublished() -> int:
 def test_rolled_back_work_is_never_published(transactional_db, broker, settings):
     # Given the fast path on, and a transaction that records work and then fails
     settings.OUTBOX_RELAY_GRACE_SECONDS = 0
+
     def record_then_fail() -> None:
         with transaction.atomic():
             outbox_enqueue(task_name="platform.ping_queue", kwargs={"token": "x"})
