@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from .http import database_guard, error_response
+from .http import error_response
 from .models import Connector, InboundEvent
 from .selectors import connector_authenticate, event_get
 from .services import NothingToRetry, event_retry_failed
@@ -26,7 +26,6 @@ RETRY_SUFFIX = "/retry"
 
 @csrf_exempt
 @never_cache
-@database_guard
 def event_endpoint(request: HttpRequest, slug: str, webhook_id: str) -> HttpResponse:
     if request.method == "GET":
         handler = event_status

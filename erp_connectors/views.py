@@ -15,27 +15,24 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from .http import database_guard, error_response
+from .http import error_response
 from .schemas import ValidationFailed, body_decode, payload_parse, webhook_id_validate
 from .selectors import connector_get_enabled
 from .services import Intake, event_record
 from .signatures import signature_verify
 
-# CONTRACT §2: bodies up to 5 MB (read as MiB, the generous reading).
-DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 _READ_CHUNK_BYTES = 64 * 1024
 
 
 @csrf_exempt
 @never_cache
-@database_guard
 def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method != "POST":
         response = error_response(405, "", "only POST is allowed")
         response["Allow"] = "POST"
         return response
 
-    limit = getattr(settings, "ERP_WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+    limit = settings.ERP_WEBHOOK_MAX_BODY_BYTES
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         return _too_large(limit)

@@ -104,7 +104,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "syncplatform.middleware.DatabaseUnavailableMiddleware",
 ]
+# Seconds a client is asked to wait (Retry-After) while the database is unreachable.
+DATABASE_UNAVAILABLE_RETRY_AFTER = env_int("DATABASE_UNAVAILABLE_RETRY_AFTER", 10)
 
 ROOT_URLCONF = "syncplatform.urls"
 WSGI_APPLICATION = "syncplatform.wsgi.application"
@@ -176,6 +179,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# --- ERP webhooks (erp_connectors) -----------------------------------------------------
+# CONTRACT §2: bodies up to 5 MB; larger ones get 413 before they are read.
+ERP_WEBHOOK_MAX_BODY_BYTES = env_int("ERP_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024)
 
 # --- Email and alerts -------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(

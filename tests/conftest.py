@@ -12,8 +12,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.support.processes import PlatformProcess, Relay, Worker, process_env
-from tests.support.redis_server import RedisServer
+from tests.support.processes import PlatformProcess, Relay, Web, Worker, process_env
+from tests.support.redis_server import RedisServer, free_port
 
 # Fast retries for the tests of the retry policy; production defaults are 10 s / 10 min.
 FAST_RETRY_ENV = {
@@ -66,6 +66,20 @@ def start_relay(
         relay = Relay(process_env(**{**defaults, **env}), *extra)
         processes.append(relay)
         return relay.start()
+
+    return start
+
+
+@pytest.fixture
+def start_web(
+    transactional_db: None, broker: redis.Redis, processes: list[PlatformProcess]
+) -> Callable[..., Web]:
+    """Start gunicorn serving the platform on a free port, on the test database."""
+
+    def start(**env: str) -> Web:
+        web = Web(process_env(**env), free_port())
+        processes.append(web)
+        return web.start()
 
     return start
 

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import psutil
+import requests
 from django.db import connection
 
 from tests.support.waiting import wait_until
@@ -158,3 +159,41 @@ class Worker(PlatformProcess):
 class Relay(PlatformProcess):
     def __init__(self, env: dict[str, str], *extra: str) -> None:
         super().__init__("relay", [sys.executable, "manage.py", "run_outbox_relay", *extra], env)
+
+
+class Web(PlatformProcess):
+    """gunicorn serving the platform on a free port, as the launcher runs it."""
+
+    def __init__(self, env: dict[str, str], port: int, workers: int = 2) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(
+            "web",
+            [
+                str(Path(sys.executable).with_name("gunicorn")),
+                "syncplatform.wsgi",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                "4",
+            ],
+            env,
+        )
+
+    def start(self) -> Web:
+        super().start()
+        wait_until(
+            lambda: _answers(f"{self.url}/healthz") or not self.alive(),
+            timeout=60,
+            what="web /healthz",
+        )
+        assert self.alive(), self.log()
+        return self
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
