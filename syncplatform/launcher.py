@@ -144,10 +144,11 @@ def main() -> int:
     if not env.get("REDIS_URL"):
         port = env.get("REDIS_PORT", "6390")
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        # Nothing persisted: the outbox in the database is the durable record of work.
+        # Append-only file in RUN_DIR: messages already handed to Redis survive its restart
+        # (rows are marked published once Redis has them, so Redis must keep them).
         processes["redis"] = (
             f"exec {_redis_server_binary()} --port {port} --bind 127.0.0.1 --save ''"
-            f" --appendonly no --dir {run_dir}"
+            f" --appendonly yes --appendfsync everysec --dir {run_dir}"
         )
     if not env.get("FLOWER_BASIC_AUTH"):
         env["FLOWER_BASIC_AUTH"], _ = _stored_secret(
