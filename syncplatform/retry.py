@@ -16,6 +16,7 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 import requests
+from billiard.exceptions import TimeLimitExceeded
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
@@ -97,6 +98,33 @@ class PlatformTask(Task):
                 raise
             self._handle_failure(exc, args, kwargs)
             raise
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: tuple, kwargs: dict, einfo: Any
+    ) -> None:
+        """Dead-letter a task the hard time limit killed.
+
+        The pool process was killed, so __call__ never saw it; Celery calls this in the
+        worker's main process, and acks the message afterwards.
+        """
+        if not isinstance(exc, TimeLimitExceeded):
+            return
+        from syncplatform.deadletters.services import dead_letter_record
+
+        dead_letter_record(
+            task_name=self.name,
+            task_id=task_id,
+            queue="",
+            args=list(args or ()),
+            kwargs=dict(kwargs or {}),
+            reason="timeout",
+            error=_describe(exc),
+            traceback_text=str(einfo or ""),
+            attempts=1,
+            history=[{"attempt": 1, "at": time.time(), "error": _describe(exc)}],
+            headers={},
+        )
+        logger.error("task %s[%s] dead-lettered: hard time limit exceeded", self.name, task_id)
 
     # -- decisions ---------------------------------------------------------------------
     def _handle_failure(self, exc: Exception, args: tuple, kwargs: dict) -> None:

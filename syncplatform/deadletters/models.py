@@ -8,6 +8,7 @@ class DeadLetter(models.Model):
         EXHAUSTED = "exhausted", "Retries exhausted"
         DEADLINE = "deadline", "Retry deadline passed"
         PERMANENT = "permanent", "Permanent error"
+        TIMEOUT = "timeout", "Killed at the hard time limit"
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"

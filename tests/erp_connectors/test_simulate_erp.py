@@ -27,8 +27,8 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 def healthy(url: str) -> bool:
     try:
-        return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(f"{url}/healthz", timeout=5).status_code == 200
+    except requests.RequestException:  # not listening yet, or still loading the app
         return False
 
 

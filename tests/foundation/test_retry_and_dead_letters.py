@@ -107,3 +107,18 @@ def test_requeued_dead_letter_runs_again_and_discard_closes_it(broker, start_wor
     assert not dead_letter_requeue(dead_letter_id=letter.pk)
     assert not dead_letter_discard(dead_letter_id=letter.pk)
     assert DeadLetter.objects.count() == 1
+
+
+def test_task_killed_at_the_hard_time_limit_is_dead_lettered(broker, start_worker):
+    # Given a task that hangs past its 1 s hard limit
+    worker = start_worker("default")
+    key = f"attempts:{uuid.uuid4()}"
+    task_id = enqueue("tests.hang", key=key)
+    # Then the worker kills it, and the work is kept as a dead letter, not dropped
+    letter = wait_until(lambda: dead_letter_for(task_id), timeout=30, what="dead letter")
+    assert letter.reason == DeadLetter.Reason.TIMEOUT
+    assert letter.kwargs == {"key": key}
+    assert "Hard time limit" in worker.log()
+    # And the worker goes on with other work
+    probe = enqueue("platform.ping_queue", token="after")
+    wait_until(lambda: TaskResult.objects.filter(task_id=probe).exists(), timeout=30)

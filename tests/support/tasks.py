@@ -6,10 +6,12 @@ and when it ran without any shared memory with the worker.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import redis
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from syncplatform.retry import PermanentError, PlatformTask, TransientError
@@ -32,3 +34,14 @@ def fail_transiently(key: str, failures: int) -> None:
 def fail_permanently(key: str) -> None:
     _record_attempt(key)
     raise PermanentError("this payload can never be applied")
+
+
+@shared_task(name="tests.hang", base=PlatformTask, soft_time_limit=0.5, time_limit=1.5)
+def hang(key: str) -> None:
+    """Hang on a dependency and ignore the soft time limit, as stuck C code would."""
+    _record_attempt(key)
+    never = threading.Event()
+    try:
+        never.wait(60)
+    except SoftTimeLimitExceeded:
+        never.wait(60)
