@@ -57,6 +57,7 @@ __all__ = [
     "neutralise_formula",
     "open_catalog_csv",
     "plan_batches",
+    "resolve_encoding",
     "write_error_report",
 ]
 
@@ -259,6 +260,14 @@ def iter_line_range(
             if record.line in wanted
         )
     return _validate_all(layout, records)
+
+
+def resolve_encoding(encoding: str | None) -> str:
+    """Return the codec `encoding` names; raise `CsvFormatError` if it is unknown or unusable.
+
+    Lets an upload with a bad `encoding` be refused at once instead of failing in a worker.
+    """
+    return _resolve_encoding(encoding)
 
 
 def neutralise_formula(cell: str) -> str:

@@ -284,6 +284,22 @@ OUTBOX_RETENTION_SECONDS = env_float("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600.0
 # Publish directly after commit; off only for tests that need rows to wait for the relay.
 OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", True)
 
+# --- Imports (imports/) -----------------------------------------------------------------
+# CONTRACT §4: CSV uploads up to 100 MB by default.
+IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
+# Rows per batch task and per transaction; CONTRACT §4 caps it at 1,000.
+IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 1000)
+if not 1 <= IMPORT_BATCH_SIZE <= 1000:
+    raise ImproperlyConfigured("IMPORT_BATCH_SIZE must be between 1 and 1000")
+# The same file from the same uploader within this window is a duplicate (CONTRACT §4: 24 h).
+IMPORT_DEDUP_WINDOW_SECONDS = env_int("IMPORT_DEDUP_WINDOW_SECONDS", 24 * 3600)
+# Uploads larger than this are spooled to a temporary file while they arrive, never held in
+# memory (Django's default, stated here because 100 MB imports depend on it).
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+FILE_UPLOAD_TEMP_DIR = os.environ.get("FILE_UPLOAD_TEMP_DIR") or None
+# Caps the form fields beside an uploaded file (files do not count towards it).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

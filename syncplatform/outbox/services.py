@@ -48,6 +48,28 @@ def outbox_enqueue(
     return message
 
 
+def outbox_enqueue_many(
+    *, task_name: str, kwargs_list: Iterable[dict], dedup_keys: Iterable[str] | None = None
+) -> list[OutboxMessage]:
+    """Record many messages for one task in one INSERT (an import's batches, say).
+
+    Same guarantees as `outbox_enqueue`; after commit they are published over one broker
+    connection instead of one each.
+    """
+    queue = route_for(task_name)
+    kwargs_list = list(kwargs_list)
+    keys = list(dedup_keys) if dedup_keys is not None else [""] * len(kwargs_list)
+    messages = OutboxMessage.objects.bulk_create(
+        [
+            OutboxMessage(task_name=task_name, queue=queue, kwargs=kwargs, dedup_key=key)
+            for kwargs, key in zip(kwargs_list, keys, strict=True)
+        ]
+    )
+    if settings.OUTBOX_FAST_PATH and messages:
+        transaction.on_commit(lambda: outbox_publish_now(messages), robust=True)
+    return messages
+
+
 def outbox_publish_now(messages: Iterable[OutboxMessage]) -> int:
     """Publish committed rows right away and mark them; leave failures to the relay."""
     global _fast_path_paused_until
