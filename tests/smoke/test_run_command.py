@@ -27,8 +27,8 @@ QUEUES = ("high", "default", "low")
 
 def http_status(url: str, **kwargs) -> int | None:
     try:
-        return requests.get(url, timeout=5, **kwargs).status_code
-    except requests.ConnectionError:
+        return requests.get(url, timeout=10, **kwargs).status_code
+    except requests.RequestException:  # not listening yet, or still loading the app
         return None
 
 

@@ -194,6 +194,6 @@ class Web(PlatformProcess):
 
 def _answers(url: str) -> bool:
     try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.ConnectionError:
+        return requests.get(url, timeout=10).status_code == 200
+    except requests.RequestException:  # not listening yet, or still loading the app
         return False
