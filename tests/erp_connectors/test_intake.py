@@ -280,6 +280,32 @@ def test_a_space_separated_signature_list_is_accepted(sender: Sender) -> None:
     assert response.status_code == 202
 
 
+@pytest.mark.parametrize(
+    "noise",
+    ["garbage", "v1", "v1,", "v1,not base64!", ",abc", "v1,a,b"],
+)
+def test_a_malformed_entry_does_not_hide_a_valid_signature_after_it(
+    sender: Sender, noise: str
+) -> None:
+    body = json.dumps(stock_body())
+    headers = signed_headers(sender.credentials.webhook_secret, "evt_1", body)
+    headers["webhook-signature"] = f"{noise}  {headers['webhook-signature']}"
+    response = sender.client.post(
+        sender.url, data=body, content_type="application/json", headers=headers
+    )
+    assert response.status_code == 202
+
+
+def test_a_list_of_only_malformed_entries_is_401(sender: Sender) -> None:
+    body = json.dumps(stock_body())
+    headers = signed_headers(sender.credentials.webhook_secret, "evt_1", body)
+    headers["webhook-signature"] = "garbage v1 ,,,"
+    response = sender.client.post(
+        sender.url, data=body, content_type="application/json", headers=headers
+    )
+    assert response.status_code == 401
+
+
 # -- secret rotation --------------------------------------------------------------------------
 def test_both_live_secrets_are_accepted_and_a_second_rotation_drops_the_oldest(
     sender: Sender,
