@@ -404,12 +404,17 @@ class _LineSource:
                 )
 
 
+_MISREADING_CODECS = frozenset(
+    {"utf-7", "raw-unicode-escape", "unicode-escape", "idna", "punycode"}
+)
+
+
 def _resolve_encoding(encoding: str | None) -> str:
     if encoding is None:
         return "utf-8"
     try:
         name = codecs.lookup(encoding).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise CsvFormatError(f"unknown encoding {encoding!r}") from None
     if name == "utf-8-sig":
         return "utf-8"  # the BOM is stripped for every encoding anyway
@@ -418,6 +423,8 @@ def _resolve_encoding(encoding: str | None) -> str:
         compatible = probe.encode(name) == probe.encode("ascii")
     except (LookupError, UnicodeError):
         compatible = False
+    # These read ASCII text as something else: utf-7 treats "+", raw-unicode-escape "\\u".
+    compatible = compatible and name not in _MISREADING_CODECS
     if not compatible:
         raise CsvFormatError(
             f"encoding {encoding!r} is not supported; save the file as 'CSV UTF-8' "

@@ -492,6 +492,10 @@ def test_a_utf8_bom_wins_over_a_wrong_encoding_argument() -> None:
         ("sku,name\nA,x\n".encode("utf-16"), None, "UTF-16"),
         (b"sku\nA\n", "utf-16", "not supported"),
         (b"sku\nA\n", "no-such-encoding", "unknown encoding"),
+        (b"sku\nA\n", "utf\x008", "unknown encoding"),
+        (b"sku\nA+49\n", "utf-7", "not supported"),
+        (b"sku\nA\\u0041\n", "raw_unicode_escape", "not supported"),
+        (b"sku\nA\n", "idna", "not supported"),
     ],
 )
 def test_encodings_that_cannot_be_read_are_refused(
