@@ -9,5 +9,6 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("catalog.urls")),
+    path("api/v1/", include("imports.urls")),
     path("", include("erp_connectors.urls")),
 ]
