@@ -65,6 +65,9 @@ class ImportRun(models.Model):
     failed_rows = models.PositiveIntegerField(default=0)
     skipped_rows = models.PositiveIntegerField(default=0)
     batch_count = models.PositiveIntegerField(default=0)
+    # The line on which the file's last record starts (0 until planned). Rows without an
+    # updated_at are versioned from it, so that the later of two such rows wins (apply.py).
+    last_line = models.PositiveIntegerField(default=0)
     batches_done = models.PositiveIntegerField(default=0)
     # How many times the failed rows were queued again; each retry pass has this number.
     retry_count = models.PositiveIntegerField(default=0)

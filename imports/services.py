@@ -8,7 +8,9 @@ Workers then:
    Only the spans are kept in memory (one small tuple per 1,000 rows), never the rows.
 2. `batch_process` (queue low) re-reads its span, applies it through the catalog services,
    records its row errors and moves the run's counters, all in one transaction. A batch
-   marked done makes a re-delivered message a no-op, so nothing is counted twice.
+   marked done makes a re-delivered message a no-op, so nothing is counted twice; a batch
+   that finds the run cancelled when it moves the counters rolls back, so a cancel leaves
+   exactly the batches committed before it applied.
 3. The batch that completes the run records `run_finish` (queue default) in the same
    transaction; that sets the final status and notifies the uploader.
 
@@ -167,14 +169,20 @@ def import_retry_failed(*, run_id: int) -> ImportRun:
 
 
 def run_start(*, run_id: int) -> None:
-    """Plan the run's batches and queue them. A repeat of this message does nothing."""
+    """Plan the run's batches and queue them. Safe to repeat.
+
+    A repeat after the batches were recorded does nothing. A repeat after a crash between
+    marking the run running and recording its batches (planning reads the whole file, so
+    that window is wide) plans the run: the batches are recorded once, by one transaction.
+    """
     with transaction.atomic():
         run = ImportRun.objects.select_for_update().get(pk=run_id)
-        if run.status != ImportRun.Status.QUEUED:
+        if run.status == ImportRun.Status.QUEUED:
+            run.status = ImportRun.Status.RUNNING
+            run.started_at = run.progress_at = timezone.now()
+            run.save(update_fields=["status", "started_at", "progress_at"])
+        elif run.status != ImportRun.Status.RUNNING or run.batch_count or run.retry_count:
             return
-        run.status = ImportRun.Status.RUNNING
-        run.started_at = run.progress_at = timezone.now()
-        run.save(update_fields=["status", "started_at", "progress_at"])
 
     try:
         with run.file.open("rb") as stream:
@@ -205,8 +213,9 @@ def run_start(*, run_id: int) -> None:
         )
         run.total_rows = sum(span.count for span in planned)
         run.batch_count = len(batches)
+        run.last_line = planned[-1].last_line if planned else 0
         run.warnings = header.warnings
-        run.save(update_fields=["total_rows", "batch_count", "warnings"])
+        run.save(update_fields=["total_rows", "batch_count", "last_line", "warnings"])
         if not batches:
             _enqueue_finish(run)
             return
@@ -233,7 +242,7 @@ def batch_process(*, batch_id: int) -> None:
                     lambda: iter_line_range(stream, encoding=run.encoding or None, span=batch.span)
                 )
             )
-            results = rows_apply(rows, default_updated_at=run.created_at)
+            results = rows_apply(rows, created_at=run.created_at, last_line=run.last_line)
         counts, errors = _tally(results, parse_errors)
         if sum(counts.values()) != batch.row_count:
             raise PermanentError(
@@ -258,7 +267,7 @@ def batch_process(*, batch_id: int) -> None:
         batch.save(
             update_fields=["status", "succeeded_rows", "failed_rows", "skipped_rows", "finished_at"]
         )
-        ImportRun.objects.filter(pk=run.pk).update(
+        moved = ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.RUNNING).update(
             processed_rows=F("processed_rows") + batch.row_count,
             succeeded_rows=F("succeeded_rows") + batch.succeeded_rows,
             failed_rows=F("failed_rows") + batch.failed_rows,
@@ -266,6 +275,11 @@ def batch_process(*, batch_id: int) -> None:
             batches_done=F("batches_done") + 1,
             progress_at=batch.finished_at,
         )
+        if not moved:
+            # Cancelled while this batch ran (the UPDATE waited for the cancel's lock and saw
+            # its status): the batch goes with the rollback, as if it had not started.
+            transaction.set_rollback(True)
+            return
         # The UPDATE holds the run's row lock until commit, so exactly one batch sees the
         # last count and queues the finish.
         run.refresh_from_db(fields=["batches_done", "batch_count", "status", "retry_count"])
@@ -279,17 +293,42 @@ def failed_rows_retry(*, run_id: int, retry_pass: int) -> None:
     Each error row records the pass that last tried it, so a re-delivered message resumes
     where the killed one stopped and never tries a row twice in one pass.
     """
-    batches = ImportBatch.objects.filter(run_id=run_id).order_by("number")
-    for batch_id, first_line, last_line in batches.values_list("pk", "first_line", "last_line"):
-        pending = ImportRowError.objects.filter(
-            run_id=run_id, retry_pass__lt=retry_pass, line__gte=first_line, line__lte=last_line
-        )
-        if pending.exists():
-            _retry_batch(batch_id, retry_pass)
+    for batch_id in _batches_with_pending_rows(run_id, retry_pass):
+        _retry_batch(batch_id, retry_pass)
     with transaction.atomic():
         run = ImportRun.objects.select_for_update().get(pk=run_id)
         if run.status == ImportRun.Status.RUNNING and run.retry_count == retry_pass:
             _enqueue_finish(run)
+
+
+def _batches_with_pending_rows(run_id: int, retry_pass: int) -> list[int]:
+    """Return the ids of the batches holding rows this pass has yet to try, in file order.
+
+    Walks the pending lines and the batch spans side by side, both sorted, so a run with a
+    million failed rows costs two streamed queries, not one query per batch.
+    """
+    spans = (
+        ImportBatch.objects.filter(run_id=run_id)
+        .order_by("first_line")
+        .values_list("pk", "last_line")
+        .iterator(chunk_size=2000)
+    )
+    lines = (
+        ImportRowError.objects.filter(run_id=run_id, retry_pass__lt=retry_pass)
+        .order_by("line")
+        .values_list("line", flat=True)
+        .iterator(chunk_size=10_000)
+    )
+    found: list[int] = []
+    span = next(spans, None)
+    for line in lines:
+        while span is not None and span[1] < line:
+            span = next(spans, None)
+        if span is None:
+            break
+        if not found or found[-1] != span[0]:
+            found.append(span[0])
+    return found
 
 
 def _retry_batch(batch_id: int, retry_pass: int) -> None:
@@ -317,7 +356,7 @@ def _retry_batch(batch_id: int, retry_pass: int) -> None:
                     )
                 )
             )
-            results = rows_apply(rows, default_updated_at=run.created_at)
+            results = rows_apply(rows, created_at=run.created_at, last_line=run.last_line)
         counts, errors = _tally(results, parse_errors)
         still_failing = {error.line: error for error in errors if error.line in pending}
         fixed = [r.line for r in results if r.outcome != RowOutcome.FAILED and r.line in pending]
@@ -339,12 +378,16 @@ def _retry_batch(batch_id: int, retry_pass: int) -> None:
             skipped_rows=F("skipped_rows") + batch_fixed["skipped_rows"],
             failed_rows=F("failed_rows") - len(fixed),
         )
-        ImportRun.objects.filter(pk=run.pk).update(
+        moved = ImportRun.objects.filter(
+            pk=run.pk, status=ImportRun.Status.RUNNING, retry_count=retry_pass
+        ).update(
             succeeded_rows=F("succeeded_rows") + batch_fixed["succeeded_rows"],
             skipped_rows=F("skipped_rows") + batch_fixed["skipped_rows"],
             failed_rows=F("failed_rows") - len(fixed),
             progress_at=timezone.now(),
         )
+        if not moved:
+            transaction.set_rollback(True)  # cancelled meanwhile, as in batch_process
 
 
 def run_finish(*, run_id: int) -> None:
@@ -370,7 +413,9 @@ def _fail_run(run_id: int, exc: CsvFormatError) -> None:
         if run.status != ImportRun.Status.RUNNING:
             return
         run.status = ImportRun.Status.FAILED
-        run.error = exc.message if exc.line is None else f"line {exc.line}: {exc.message}"
+        run.error = exc.message
+        if exc.line is not None and not exc.message.startswith(f"line {exc.line}"):
+            run.error = f"line {exc.line}: {exc.message}"
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
         _notify_uploader(run)
