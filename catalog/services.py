@@ -18,14 +18,16 @@ before the caller commits.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import (
@@ -39,7 +41,7 @@ from .models import (
     Product,
     StockLevel,
 )
-from .upsert import chunked, versioned_upsert
+from .upsert import chunked, execute_with_arrays, versioned_upsert
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,36 @@ class ItemResult:
 # may succeed when retried by hand after the product exists.
 UNKNOWN_SKU = "unknown_sku"
 INVALID = "invalid"
+
+# Inside catalog_write_clock: a list holding the block's changed_at once the first write took it.
+_write_clock: ContextVar[list[datetime] | None] = ContextVar("catalog_write_clock", default=None)
+
+
+@contextmanager
+def catalog_write_clock() -> Iterator[None]:
+    """Stamp every product changed inside the block with one changed_at, in one transaction.
+
+    For callers that make several catalog calls in one transaction (an import batch writes
+    products, then prices, then stock): each product row is then rewritten once, not once per
+    call. The time is taken at the first write, after the first locks.
+    """
+    token = _write_clock.set([])
+    try:
+        with transaction.atomic():
+            yield
+    finally:
+        _write_clock.reset(token)
+
+
+def _now() -> datetime:
+    """The changed_at for a write: the block's clock inside catalog_write_clock, else now."""
+    clock = _write_clock.get()
+    if clock is None:
+        return timezone.now()
+    if not clock:
+        clock.append(timezone.now())
+    return clock[0]
+
 
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 _AMOUNT_STEP = Decimal(1).scaleb(-AMOUNT_DECIMAL_PLACES)
@@ -147,7 +179,7 @@ def product_upsert(*, items: Sequence[ProductItem]) -> list[ItemResult]:
             )
         }
         # Taken after the locks: changed_at should be as close to the commit as it can be.
-        now = timezone.now()
+        now = _now()
         rows: list[tuple[Any, ...]] = []
         # sku -> (items that reach the final row, items newer than the stored version)
         plans: dict[str, tuple[set[int], list[int]]] = {}
@@ -241,21 +273,34 @@ def _apply_levels(
                 returning=("product", key_field),
             )
         }
-        _touch_products(sorted({product_id for product_id, _ in written}), timezone.now())
+        _touch_products(sorted({product_id for product_id, _ in written}), _now())
     for key, index in winners.items():
         results[index] = ItemResult(index, Outcome.APPLIED if key in written else Outcome.STALE)
     return _complete(results)
 
 
 def _lock_products(skus: Iterable[str], fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    """Return `fields` of the products with these skus, locking their rows in id order."""
+    """Return `fields` of the products with these skus, locking their rows in id order.
+
+    The lock is the one an UPDATE of changed_at takes anyway (FOR NO KEY UPDATE): rows that
+    merely reference the product (foreign keys) are not blocked by it.
+    """
+    skus = sorted(skus)
+    if not skus:
+        return []
+    if connection.vendor == "postgresql":
+        # One array parameter instead of an IN list of up to 1,000 placeholders.
+        columns = ", ".join(_product_column(name) for name in fields)
+        return execute_with_arrays(
+            f"SELECT {columns} FROM {_PRODUCT_TABLE} WHERE sku = ANY(%b)"  # noqa: S608
+            " ORDER BY id FOR NO KEY UPDATE",
+            [skus],
+        )
     found: list[tuple[Any, ...]] = []
-    for chunk in chunked(sorted(skus)):
+    for chunk in chunked(skus):
         found.extend(
             Product.objects.filter(sku__in=chunk)
             .order_by("id")
-            # The lock an UPDATE of changed_at takes anyway; rows that merely reference the
-            # product (foreign keys) are not blocked by it.
             .select_for_update(no_key=True)
             .values_list(*fields)
         )
@@ -263,9 +308,29 @@ def _lock_products(skus: Iterable[str], fields: tuple[str, ...]) -> list[tuple[A
 
 
 def _touch_products(product_ids: Sequence[int], now: datetime) -> None:
-    """Mark these products as changed now, for the listing's updated_since."""
+    """Mark these products as changed now, for the listing's updated_since.
+
+    A product already stamped with this `now` (see catalog_write_clock) is not rewritten.
+    """
+    if not product_ids:
+        return
+    if connection.vendor == "postgresql":
+        execute_with_arrays(
+            f"UPDATE {_PRODUCT_TABLE} SET changed_at = %b"  # noqa: S608
+            " WHERE id = ANY(%b) AND changed_at IS DISTINCT FROM %b",
+            [now, list(product_ids), now],
+            returns_rows=False,
+        )
+        return
     for chunk in chunked(product_ids):
-        Product.objects.filter(pk__in=chunk).update(changed_at=now)
+        Product.objects.filter(pk__in=chunk).exclude(changed_at=now).update(changed_at=now)
+
+
+_PRODUCT_TABLE = Product._meta.db_table
+
+
+def _product_column(name: str) -> str:
+    return Product._meta.get_field(name).column  # type: ignore[union-attr]
 
 
 # -- validation: a bad item fails alone instead of breaking its batch ----------------------

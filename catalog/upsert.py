@@ -1,7 +1,10 @@
 """One versioned `INSERT … ON CONFLICT … DO UPDATE … WHERE newer … RETURNING` per batch.
 
-The SQL is the common subset of PostgreSQL and SQLite (>= 3.35 for RETURNING), so the same
-statement serves production and the embedded default.
+On PostgreSQL the rows travel as one array per column (`SELECT * FROM unnest(…)`): the
+statement text and its parameter count stay the same whatever the batch size, so psycopg
+neither re-parses a 6,000-placeholder query on every call nor adapts 6,000 values one by
+one, and the server can reuse the plan. SQLite has no arrays and gets a multi-row VALUES
+list (>= 3.35 for RETURNING).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
+import psycopg
 from django.db import connection, models
 
 T = TypeVar("T")
@@ -52,8 +56,13 @@ def versioned_upsert(
         return quote(meta.get_field(name).column)  # type: ignore[union-attr]
 
     version = column(VERSION_FIELD)
+    if connection.vendor == "postgresql":
+        arrays = ", ".join(f"%b::{field.db_type(connection)}[]" for field in fields)  # type: ignore[union-attr]
+        source = f"SELECT * FROM unnest({arrays})"  # noqa: S608 (types from model metadata)
+    else:
+        source = ""
     # Identifiers come from model metadata and values are parameters, never interpolated.
-    head = f"INSERT INTO {table} ({', '.join(column(name) for name in columns)}) VALUES "  # noqa: S608
+    head = f"INSERT INTO {table} ({', '.join(column(name) for name in columns)}) "
     tail = (
         f" ON CONFLICT ({', '.join(column(name) for name in conflict)}) DO UPDATE SET "
         + ", ".join(f"{column(name)} = excluded.{column(name)}" for name in update)
@@ -62,6 +71,8 @@ def versioned_upsert(
     )
     placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
     written: list[tuple[Any, ...]] = []
+    if source:
+        return execute_with_arrays(head + source + tail, [list(v) for v in zip(*rows, strict=True)])
     with connection.cursor() as cursor:
         for chunk in chunked(rows):
             params = [
@@ -69,7 +80,32 @@ def versioned_upsert(
                 for row in chunk
                 for field, value in zip(fields, row, strict=True)
             ]
-            sql = head + ", ".join([placeholder] * len(chunk)) + tail
+            sql = head + "VALUES " + ", ".join([placeholder] * len(chunk)) + tail
             cursor.execute(sql, params)
             written.extend(tuple(row) for row in cursor.fetchall())
     return written
+
+
+def execute_with_arrays(
+    sql: str, params: list[Any], *, returns_rows: bool = True
+) -> list[tuple[Any, ...]]:
+    """Run `sql` (PostgreSQL) with parameters bound server-side; return its rows.
+
+    Placeholders are `%b` (binary): arrays then go as they are, element by element in C.
+
+    Django's default psycopg cursor binds client-side, rendering each array as a literal in
+    Python (a regex per element); binary binding sends the arrays as they are. Same
+    connection, so the caller's transaction holds. The values are already the Python types
+    of the columns (the services build them), so Django's per-value conversion is skipped.
+    """
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    # Wrapped as Django wraps its own cursors: query logging, execute wrappers and the
+    # error translation apply as to every other statement.
+    if connection.queries_logged:
+        cursor = connection.make_debug_cursor(raw)
+    else:
+        cursor = connection.make_cursor(raw)
+    with cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()] if returns_rows else []

@@ -37,10 +37,12 @@ from catalog.services import (
     PriceItem,
     ProductItem,
     StockItem,
+    catalog_write_clock,
     price_apply,
     product_upsert,
     stock_apply,
 )
+from catalog.upsert import execute_with_arrays
 
 from .parsing import CatalogRow, RowError
 
@@ -106,14 +108,16 @@ def rows_apply(
         if not parts[index]:
             bare.append(index)
 
-    if sum(1 for kind in (products, stock, prices) if kind) > 1:
-        # Several catalog calls: lock the union first (a single call locks in order itself).
-        _lock_products({row.sku for row in rows})
-    results: dict[str, list[ItemResult]] = {
-        "product": product_upsert(items=products) if products else [],
-        "stock": stock_apply(items=stock) if stock else [],
-        "price": price_apply(items=prices) if prices else [],
-    }
+    # One changed_at for the whole batch: each product row is rewritten once, not per call.
+    with catalog_write_clock():
+        if sum(1 for kind in (products, stock, prices) if kind) > 1:
+            # Several catalog calls: lock the union first (one call locks in order itself).
+            _lock_products({row.sku for row in rows})
+        results: dict[str, list[ItemResult]] = {
+            "product": product_upsert(items=products) if products else [],
+            "stock": stock_apply(items=stock) if stock else [],
+            "price": price_apply(items=prices) if prices else [],
+        }
     known = _existing_skus({rows[i].sku for i in bare})
     return [_judge(row, parts[index], results, known) for index, row in enumerate(rows)]
 
@@ -156,9 +160,7 @@ def _lock_products(skus: set[str]) -> None:
     if connection.vendor == "postgresql":
         # One array parameter instead of an IN list of 1,000: psycopg parses a statement with
         # more than 50 parameters on every execution (~15 ms at this size), a short one once.
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_SQL, [sorted(skus)])
-            cursor.fetchall()
+        execute_with_arrays(_LOCK_SQL, [sorted(skus)])
         return
     list(
         Product.objects.filter(sku__in=sorted(skus))
@@ -172,13 +174,11 @@ def _existing_skus(skus: set[str]) -> set[str]:
     if not skus:
         return set()
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_EXISTING_SQL, [sorted(skus)])
-            return {sku for (sku,) in cursor.fetchall()}
+        return {sku for (sku,) in execute_with_arrays(_EXISTING_SQL, [sorted(skus)])}
     return set(Product.objects.filter(sku__in=sorted(skus)).values_list("sku", flat=True))
 
 
 _PRODUCT_TABLE = Product._meta.db_table
 # Table name from model metadata; the skus are a parameter.
-_LOCK_SQL = f"SELECT id FROM {_PRODUCT_TABLE} WHERE sku = ANY(%s) ORDER BY id FOR NO KEY UPDATE"  # noqa: S608
-_EXISTING_SQL = f"SELECT sku FROM {_PRODUCT_TABLE} WHERE sku = ANY(%s)"  # noqa: S608
+_LOCK_SQL = f"SELECT id FROM {_PRODUCT_TABLE} WHERE sku = ANY(%b) ORDER BY id FOR NO KEY UPDATE"  # noqa: S608
+_EXISTING_SQL = f"SELECT sku FROM {_PRODUCT_TABLE} WHERE sku = ANY(%b)"  # noqa: S608
