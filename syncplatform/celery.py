@@ -3,9 +3,27 @@
 import os
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
 
 app = Celery("syncplatform", include=["syncplatform.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@celeryd_after_setup.connect
+def _lower_bulk_work_priority(
+    sender: str, instance: object, conf: object, **kwargs: object
+) -> None:
+    """Run a worker that consumes only `low` at a lower CPU priority (nice), pool included.
+
+    Bulk work (import batches) may then use every idle core, yet yields the CPU to web
+    requests and the `high` worker whenever they need it: the storefront stays fast during a
+    big import. Set before the pool forks, so its processes inherit it.
+    """
+    from django.conf import settings
+
+    queues = set(getattr(instance, "app", app).amqp.queues.consume_from or ())
+    if queues and queues <= {"low"} and settings.WORKER_LOW_NICENESS > 0:
+        os.nice(settings.WORKER_LOW_NICENESS)

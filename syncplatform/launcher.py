@@ -117,9 +117,10 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
             f"{worker} -Q default -n default@%h"
             f" --concurrency {env.get('WORKER_DEFAULT_CONCURRENCY', '2')}"
         ),
-        # Bulk work gets one process by default, so it cannot take every core from the web.
+        # Bulk work may use every core, at a lower CPU priority (WORKER_LOW_NICENESS) so that
+        # it yields to the web and `high` whenever they need the CPU.
         "worker-low": (
-            f"{worker} -Q low -n low@%h --concurrency {env.get('WORKER_LOW_CONCURRENCY', '1')}"
+            f"{worker} -Q low -n low@%h --concurrency {env.get('WORKER_LOW_CONCURRENCY', '2')}"
         ),
         "beat": (
             f"exec {celery} -A syncplatform beat --loglevel=INFO --pidfile="

@@ -284,6 +284,12 @@ OUTBOX_RETENTION_SECONDS = env_float("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600.0
 # Publish directly after commit; off only for tests that need rows to wait for the relay.
 OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", True)
 
+# CPU priority of a worker that consumes only `low` (0 = as everyone else): bulk work then
+# yields the CPU to the web and the `high` worker (syncplatform/celery.py).
+WORKER_LOW_NICENESS = env_int("WORKER_LOW_NICENESS", 10)
+if not 0 <= WORKER_LOW_NICENESS <= 19:
+    raise ImproperlyConfigured("WORKER_LOW_NICENESS must be between 0 and 19")
+
 # --- Imports (imports/) -----------------------------------------------------------------
 # CONTRACT §4: CSV uploads up to 100 MB by default.
 IMPORT_MAX_UPLOAD_BYTES = env_int("IMPORT_MAX_UPLOAD_BYTES", 100 * 1024 * 1024)

@@ -56,7 +56,7 @@ CONCURRENCY_OVERRIDES = {
     "WEB_CONCURRENCY": "5",
     "WORKER_HIGH_CONCURRENCY": "8",
     "WORKER_DEFAULT_CONCURRENCY": "3",
-    "WORKER_LOW_CONCURRENCY": "2",
+    "WORKER_LOW_CONCURRENCY": "4",
 }
 
 # The only ways a container's command may differ from the launcher's: listen on every
@@ -305,9 +305,9 @@ def test_concurrency_comes_from_the_documented_variables() -> None:
     assert option_value(command_of(running["web"]), "--workers") == "5"
     assert option_value(command_of(running["worker-high"]), "--concurrency") == "8"
     assert option_value(command_of(running["worker-default"]), "--concurrency") == "3"
-    assert option_value(command_of(running["worker-low"]), "--concurrency") == "2"
+    assert option_value(command_of(running["worker-low"]), "--concurrency") == "4"
     defaults = services()
-    assert option_value(command_of(defaults["worker-low"]), "--concurrency") == "1"
+    assert option_value(command_of(defaults["worker-low"]), "--concurrency") == "2"
     assert option_value(command_of(defaults["worker-high"]), "--prefetch-multiplier") == "4"
 
 
