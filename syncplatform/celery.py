@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import celeryd_after_setup
+from celery.signals import celeryd_after_setup, task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
 
@@ -27,3 +27,15 @@ def _lower_bulk_work_priority(
     queues = set(getattr(instance, "app", app).amqp.queues.consume_from or ())
     if queues and queues <= {"low"} and settings.WORKER_LOW_NICENESS > 0:
         os.nice(settings.WORKER_LOW_NICENESS)
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_database_connections(**kwargs: object) -> None:
+    """Drop connections past DB_CONN_MAX_AGE or broken by an error, keep the others.
+
+    What Django does at the start and end of every request (see CELERY_DB_REUSE_MAX).
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -257,6 +257,12 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Task events feed Flower's live view.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
+# Workers keep their database connections like the web does (DB_CONN_MAX_AGE, health checks):
+# Celery's Django fix-up would otherwise close them around every task, and a new PostgreSQL
+# connection costs more than a webhook's whole apply. This turns the fix-up's closing off;
+# syncplatform/celery.py closes old or broken connections around each task instead, as
+# Django does around each request.
+CELERY_DB_REUSE_MAX = 2**31
 CELERY_TIMEZONE = TIME_ZONE
 
 FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")

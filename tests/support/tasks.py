@@ -6,6 +6,7 @@ and when it ran without any shared memory with the worker.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -13,6 +14,7 @@ import redis
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db.backends.signals import connection_created
 
 from syncplatform.retry import PermanentError, PlatformTask, TransientError
 
@@ -45,3 +47,25 @@ def hang(key: str) -> None:
         never.wait(60)
     except SoftTimeLimitExceeded:
         never.wait(60)
+
+
+# Database connections this process opened (Django's connection_created signal).
+_connections_opened = 0
+
+
+def _count_connection(**kwargs: object) -> None:
+    global _connections_opened
+    _connections_opened += 1
+
+
+connection_created.connect(_count_connection)
+
+
+@shared_task(name="tests.query_database", base=PlatformTask)
+def query_database(key: str) -> None:
+    """Run a query; record this pool process and how many connections it has opened so far."""
+    from catalog.models import Product
+
+    Product.objects.exists()
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.rpush(key, f"{os.getpid()}:{_connections_opened}")
