@@ -1,0 +1,9 @@
+"""The platform's settings plus the peer view's URL, so one gunicorn serves both endpoints.
+
+Only the URLconf differs: middleware, database (persistent connections), logging and apps are
+the platform's own, so intake and peer run on exactly the same stack.
+"""
+
+from syncplatform.settings import *  # noqa: F403
+
+ROOT_URLCONF = "benchmarks.peer.urls"
