@@ -166,13 +166,11 @@ def event_record(
     """Store a verified, validated webhook and queue its apply task, in one transaction.
 
     Idempotent per (connector, webhook_id): a re-delivery with the same body changes
-    nothing. Two identical deliveries racing each other both end here; the unique
-    constraint lets exactly one insert win and the other reads the winner's row.
+    nothing. The insert is tried first (new events are the common case: no SELECT before
+    it); the unique constraint refuses a re-delivery, or the loser of two racing identical
+    deliveries, which then reads the stored row.
     """
     with transaction.atomic():
-        existing = _event_for(connector, webhook_id)
-        if existing is not None:
-            return _compare(existing, body_sha256)
         try:
             with transaction.atomic():  # savepoint: a lost race must not poison the outer
                 event = InboundEvent.objects.create(
