@@ -36,10 +36,10 @@ from .admin_views import (
     ImportUploadForm,
     error_report_response,
     percent_display,
-    run_percent,
     run_progress_document,
     upload_too_large_message,
 )
+from .api import run_percent
 from .models import ImportRun
 from .parsing import CsvFormatError
 from .services import ImportNotAllowed, import_cancel, import_create, import_retry_failed

@@ -31,11 +31,6 @@ POLL_INTERVAL_MS = 1000
 # Retry is offered for these statuses when rows failed (imports.services.import_retry_failed).
 RETRYABLE_STATUSES = (ImportRun.Status.COMPLETED_WITH_ERRORS, ImportRun.Status.FAILED)
 # A run that ends in these statuses without data rows has nothing left: its bar is full.
-_ENDED_WITHOUT_ROWS_FULL = (
-    ImportRun.Status.COMPLETED,
-    ImportRun.Status.COMPLETED_WITH_ERRORS,
-    ImportRun.Status.FAILED,
-)
 
 
 def megabytes(size: int) -> str:
@@ -98,18 +93,6 @@ class ImportUploadForm(forms.Form):
 
 
 # --------------------------------------------------------------------------- progress
-
-
-def run_percent(run: ImportRun) -> int:
-    """Whole percent of data rows processed, by the rule of the API's status document.
-
-    Rounded down (100 only when every row is processed); a run that ended without data rows
-    is 100, one not yet planned 0. The changelist needs it without a request, so it cannot
-    call imports.api.run_status_document; a test holds the two to the same figures.
-    """
-    if run.total_rows:
-        return min(run.processed_rows * 100 // run.total_rows, 100)
-    return 100 if run.status in _ENDED_WITHOUT_ROWS_FULL else 0
 
 
 def percent_display(percent: float) -> str:

@@ -17,6 +17,23 @@ from syncplatform.celery import app as celery_app
 from syncplatform.outbox.models import OutboxMessage
 
 HEADER = "sku,name,price,currency,quantity,warehouse,updated_at"
+# The run status document's fields (CONTRACT §4), in the API and the admin's progress JSON.
+CONTRACT_FIELDS = frozenset(
+    {
+        "id",
+        "status",
+        "total_rows",
+        "processed_rows",
+        "succeeded_rows",
+        "failed_rows",
+        "skipped_rows",
+        "percent",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "errors_url",
+    }
+)
 
 
 @pytest.fixture

@@ -23,27 +23,12 @@ from imports.models import ImportRun
 from imports.services import START_TASK, run_start
 from syncplatform.outbox.models import OutboxMessage
 
-from .conftest import drain_outbox
+from .conftest import CONTRACT_FIELDS, HEADER, drain_outbox
 
 pytestmark = pytest.mark.django_db
 
 ADD = reverse("admin:imports_importrun_add")
 CHANGELIST = reverse("admin:imports_importrun_changelist")
-CONTRACT_FIELDS = {
-    "id",
-    "status",
-    "total_rows",
-    "processed_rows",
-    "succeeded_rows",
-    "failed_rows",
-    "skipped_rows",
-    "percent",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "errors_url",
-}
-HEADER = "sku,name,price,currency,quantity,warehouse,updated_at"
 
 
 @pytest.fixture(autouse=True)

@@ -30,26 +30,12 @@ from imports.uploads import MULTIPART_OVERHEAD_BYTES
 from syncplatform.outbox.models import OutboxMessage
 from tests.support.waiting import wait_until
 
-from .conftest import HEADER, counters, drain_outbox
+from .conftest import CONTRACT_FIELDS, HEADER, counters, drain_outbox
 
 pytestmark = pytest.mark.django_db
 
 UPLOAD_URL = "/api/v1/erp/{}/imports"
 RUN_URL = "/api/v1/imports/{}"
-CONTRACT_FIELDS = {
-    "id",
-    "status",
-    "total_rows",
-    "processed_rows",
-    "succeeded_rows",
-    "failed_rows",
-    "skipped_rows",
-    "percent",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "errors_url",
-}
 GOOD_CSV = (
     f"{HEADER}\n"
     "SKU-1,Widget,19.99,EUR,5,main,2026-11-22T10:00:00Z\n"
