@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import sys
 import tempfile
 import threading
@@ -40,7 +39,6 @@ import requests
 from .loadgen import WrkInBackground, percentile, send_paced
 from .payloads import EventFactory
 from .stack import (
-    BASE_DIR,
     DEFAULT_ADMIN_URL,
     BenchDatabase,
     CpuMeter,
@@ -48,10 +46,12 @@ from .stack import (
     RedisServer,
     free_port,
     manage,
+    platform_env,
+    tear_down,
     wait_for,
+    write_results,
 )
 
-RESULTS_DIR = BASE_DIR / "benchmarks" / "results"
 CONNECTOR_SLUG = "bench"
 PROCESSES = ("web", "relay", "worker-high", "worker-default", "worker-low")
 
@@ -347,23 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         db.create()
         redis.start()
         port = free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "DATABASE_URL": db.url,
-                "REDIS_URL": redis.url,
-                "SYNCPLATFORM_RUN_DIR": str(run_dir),
-                "MEDIA_ROOT": str(run_dir / "media"),
-                "DJANGO_SETTINGS_MODULE": "syncplatform.settings",
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(BASE_DIR),
-                "DEBUG": "0",
-                "WEB_PORT": str(port),
-                "FLOWER_PORT": str(free_port()),
-            }
-        )
-        shared = ("DATABASE_URL", "REDIS_URL", "SYNCPLATFORM_RUN_DIR", "MEDIA_ROOT")
-        os.environ.update({k: env[k] for k in (*shared, "DJANGO_SETTINGS_MODULE", "DEBUG")})
+        env = platform_env(db, redis, run_dir, port)
         import django
 
         django.setup()
@@ -425,24 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         if platform is not None:
             for process in reversed(list(platform.processes.values())):
                 process.stop()
-        _close_django_connections()
-        try:
-            db.drop()
-        finally:
-            redis.stop()
-            if succeeded:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            else:
-                print(f"process logs kept in {run_dir}", file=sys.stderr)
+        tear_down(db, redis, run_dir, succeeded=succeeded)
     results["finished_at"] = datetime.now(UTC).isoformat()
 
     text = report(results)
     print("\n" + text)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    suffix = "" if plan.name == "full" else f"-{plan.name}"
-    out = RESULTS_DIR / f"imports-{started.strftime('%Y%m%dT%H%M%SZ')}{suffix}.json"
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"\nresults: {out.relative_to(BASE_DIR)}")
+    write_results("imports", plan.name, started, results)
     return 0
 
 
@@ -455,13 +427,6 @@ def _runs_started() -> int:
 def _cpu(used: dict[str, Any]) -> dict[str, Any]:
     """CPU seconds per process group (numbers only, rounded)."""
     return {k: round(v, 2) for k, v in used.items() if isinstance(v, int | float)}
-
-
-def _close_django_connections() -> None:
-    if "django.db" in sys.modules:
-        from django.db import connections
-
-        connections.close_all()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ children go too), and binds to 127.0.0.1 only.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import resource
@@ -21,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -411,3 +413,58 @@ class CpuMeter:
 def _busy(times: Any) -> float:
     """Seconds the CPUs ran something (Linux: guest time is already inside user time)."""
     return sum(getattr(times, field, 0.0) for field in ("user", "nice", "system", "irq", "softirq"))
+
+
+# -- what every benchmark does around its phases -----------------------------------------
+def platform_env(db: BenchDatabase, redis: RedisServer, run_dir: Path, port: int) -> dict[str, str]:
+    """The environment of the platform's processes, and of this one's Django (set here too)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": db.url,
+            "REDIS_URL": redis.url,
+            "SYNCPLATFORM_RUN_DIR": str(run_dir),
+            "MEDIA_ROOT": str(run_dir / "media"),
+            "DJANGO_SETTINGS_MODULE": "syncplatform.settings",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(BASE_DIR),
+            "DEBUG": "0",
+            "WEB_PORT": str(port),
+            "FLOWER_PORT": str(free_port()),
+        }
+    )
+    for key in ("DATABASE_URL", "REDIS_URL", "SYNCPLATFORM_RUN_DIR", "MEDIA_ROOT", "DEBUG"):
+        os.environ[key] = env[key]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "syncplatform.settings"
+    return env
+
+
+def close_django_connections() -> None:
+    if "django.db" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def tear_down(db: BenchDatabase, redis: RedisServer, run_dir: Path, *, succeeded: bool) -> None:
+    """Drop the database and stop Redis; keep the process logs only after a failure."""
+    close_django_connections()
+    try:
+        db.drop()
+    finally:
+        redis.stop()
+        if succeeded:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            print(f"process logs kept in {run_dir}", file=sys.stderr)
+
+
+def write_results(kind: str, plan_name: str, started: datetime, results: dict) -> Path:
+    """Write benchmarks/results/<kind>-<start>[-<plan>].json and print where."""
+    results_dir = BASE_DIR / "benchmarks" / "results"
+    results_dir.mkdir(exist_ok=True)
+    suffix = "" if plan_name == "full" else f"-{plan_name}"
+    out = results_dir / f"{kind}-{started.strftime('%Y%m%dT%H%M%SZ')}{suffix}.json"
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nresults: {out.relative_to(BASE_DIR)}")
+    return out

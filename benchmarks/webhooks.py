@@ -35,7 +35,6 @@ import os
 import platform
 import re
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess
@@ -62,7 +61,6 @@ from .loadgen import (
 )
 from .payloads import EventFactory, write_replay_files
 from .stack import (
-    BASE_DIR,
     DEFAULT_ADMIN_URL,
     BenchDatabase,
     CpuMeter,
@@ -70,10 +68,12 @@ from .stack import (
     RedisServer,
     free_port,
     manage,
+    platform_env,
+    tear_down,
     wait_for,
+    write_results,
 )
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PEER_SETTINGS = "benchmarks.peer.settings"
 PEER_PATH = "/bench/peer/insert"
 CONNECTOR_SLUG = "bench"
@@ -922,24 +922,9 @@ def main(argv: list[str] | None = None) -> int:
         db.create()
         redis.start()
         bench.port = free_port()
-        env = dict(os.environ)
-        env.update(
-            {
-                "DATABASE_URL": db.url,
-                "REDIS_URL": redis.url,
-                "SYNCPLATFORM_RUN_DIR": str(run_dir),
-                "DJANGO_SETTINGS_MODULE": "syncplatform.settings",
-                "PYTHONUNBUFFERED": "1",
-                "PYTHONPATH": str(BASE_DIR),
-                "DEBUG": "0",
-                "WEB_PORT": str(bench.port),
-                "FLOWER_PORT": str(free_port()),
-                "FLOWER_BASIC_AUTH": f"bench:{secrets.token_urlsafe(12)}",
-            }
-        )
-        for key in ("DATABASE_URL", "REDIS_URL", "SYNCPLATFORM_RUN_DIR", "DEBUG"):
-            os.environ[key] = env[key]
-        os.environ["DJANGO_SETTINGS_MODULE"] = "syncplatform.settings"
+        env = platform_env(db, redis, run_dir, bench.port)
+        # Flower runs in the later phases: it needs a login.
+        env["FLOWER_BASIC_AUTH"] = f"bench:{secrets.token_urlsafe(12)}"
         import django
 
         django.setup()
@@ -995,33 +980,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         bench.stop_all()
-        _close_django_connections()
-        try:
-            db.drop()
-        finally:
-            redis.stop()
-            if succeeded:
-                shutil.rmtree(run_dir, ignore_errors=True)
-            else:
-                print(f"process logs kept in {run_dir}", file=sys.stderr)
+        tear_down(db, redis, run_dir, succeeded=succeeded)
     results["finished_at"] = datetime.now(UTC).isoformat()
     results["verdicts"] = verdicts(results)
 
     text = report(results)
     print("\n" + text)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    suffix = "" if plan.name == "full" else f"-{plan.name}"
-    out = RESULTS_DIR / f"webhooks-{started.strftime('%Y%m%dT%H%M%SZ')}{suffix}.json"
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    print(f"\nresults: {out.relative_to(BASE_DIR)}")
+    write_results("webhooks", plan.name, started, results)
     return 0
-
-
-def _close_django_connections() -> None:
-    if "django.db" in sys.modules:
-        from django.db import connections
-
-        connections.close_all()
 
 
 if __name__ == "__main__":
