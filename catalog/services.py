@@ -6,8 +6,9 @@ stored one, so re-delivery, duplicates and out-of-order arrival converge to the 
 
 Each call is set-based and runs inside the caller's transaction (as a savepoint): one SELECT
 that maps skus to products and locks them, one versioned upsert, and for stock and prices one
-UPDATE of Product.changed_at. Calls over 1,000 distinct keys or skus run those statements
-once per 1,000 (see upsert.ROWS_PER_STATEMENT).
+UPDATE of Product.changed_at. On PostgreSQL each is one statement with array parameters,
+whatever the size; on SQLite calls over 1,000 distinct keys or skus run them once per 1,000
+(see upsert.ROWS_PER_STATEMENT).
 
 The SELECT locks the products in id order before anything is written (PostgreSQL; SQLite has
 one writer anyway): concurrent calls for the same products queue in one order instead of
@@ -277,6 +278,16 @@ def _apply_levels(
     for key, index in winners.items():
         results[index] = ItemResult(index, Outcome.APPLIED if key in written else Outcome.STALE)
     return _complete(results)
+
+
+def products_lock(*, skus: Iterable[str]) -> dict[str, int]:
+    """Lock the existing products with these skus in id order; return sku -> id.
+
+    For a caller that makes several catalog calls in one transaction (an import batch): taking
+    the union first keeps one lock order across the calls, so concurrent callers queue instead
+    of deadlocking. The skus missing from the answer do not exist.
+    """
+    return dict(_lock_products(skus, ("sku", "id")))
 
 
 def _lock_products(skus: Iterable[str], fields: tuple[str, ...]) -> list[tuple[Any, ...]]:

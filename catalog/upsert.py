@@ -69,10 +69,10 @@ def versioned_upsert(
         + f" WHERE excluded.{version} > {table}.{version}"
         + f" RETURNING {', '.join(column(name) for name in returning)}"
     )
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    written: list[tuple[Any, ...]] = []
     if source:
         return execute_with_arrays(head + source + tail, [list(v) for v in zip(*rows, strict=True)])
+    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    written: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
         for chunk in chunked(rows):
             params = [

@@ -27,9 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import connection
-
-from catalog.models import Product
 from catalog.services import (
     UNKNOWN_SKU,
     ItemResult,
@@ -40,9 +37,9 @@ from catalog.services import (
     catalog_write_clock,
     price_apply,
     product_upsert,
+    products_lock,
     stock_apply,
 )
-from catalog.upsert import execute_with_arrays
 
 from .parsing import CatalogRow, RowError
 
@@ -112,13 +109,13 @@ def rows_apply(
     with catalog_write_clock():
         if sum(1 for kind in (products, stock, prices) if kind) > 1:
             # Several catalog calls: lock the union first (one call locks in order itself).
-            _lock_products({row.sku for row in rows})
+            products_lock(skus={row.sku for row in rows})
         results: dict[str, list[ItemResult]] = {
             "product": product_upsert(items=products) if products else [],
             "stock": stock_apply(items=stock) if stock else [],
             "price": price_apply(items=prices) if prices else [],
         }
-    known = _existing_skus({rows[i].sku for i in bare})
+    known = set(products_lock(skus={rows[i].sku for i in bare})) if bare else set()
     return [_judge(row, parts[index], results, known) for index, row in enumerate(rows)]
 
 
@@ -146,39 +143,3 @@ def _failed(row: CatalogRow, column: str, code: str, message: str) -> RowResult:
     return RowResult(
         row.line, RowOutcome.FAILED, RowError(row.line, row.sku, column, code, message)
     )
-
-
-def _lock_products(skus: set[str]) -> None:
-    """Lock the batch's existing products in id order before the catalog calls.
-
-    Each catalog call locks its own products in id order; when a batch makes several calls,
-    taking the union first keeps that one order across them too, so concurrent batches queue
-    instead of deadlocking. SQLite has one writer at a time and no row locks: nothing to do.
-    """
-    if not skus or not connection.features.has_select_for_update:
-        return
-    if connection.vendor == "postgresql":
-        # One array parameter instead of an IN list of 1,000: psycopg parses a statement with
-        # more than 50 parameters on every execution (~15 ms at this size), a short one once.
-        execute_with_arrays(_LOCK_SQL, [sorted(skus)])
-        return
-    list(
-        Product.objects.filter(sku__in=sorted(skus))
-        .order_by("id")
-        .select_for_update(no_key=True)
-        .values_list("id", flat=True)
-    )
-
-
-def _existing_skus(skus: set[str]) -> set[str]:
-    if not skus:
-        return set()
-    if connection.vendor == "postgresql":
-        return {sku for (sku,) in execute_with_arrays(_EXISTING_SQL, [sorted(skus)])}
-    return set(Product.objects.filter(sku__in=sorted(skus)).values_list("sku", flat=True))
-
-
-_PRODUCT_TABLE = Product._meta.db_table
-# Table name from model metadata; the skus are a parameter.
-_LOCK_SQL = f"SELECT id FROM {_PRODUCT_TABLE} WHERE sku = ANY(%b) ORDER BY id FOR NO KEY UPDATE"  # noqa: S608
-_EXISTING_SQL = f"SELECT sku FROM {_PRODUCT_TABLE} WHERE sku = ANY(%b)"  # noqa: S608
