@@ -138,6 +138,7 @@ DATABASES = {
         conn_health_checks=True,
     ),
 }
+_POSTGRES = "django.db.backends.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN
@@ -149,7 +150,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Worker processes started by the tests must see the test database: keep it on disk.
     DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test_db.sqlite3")}
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+elif DATABASES["default"]["ENGINE"] == _POSTGRES:
     # Fail fast when the database is unreachable, so /readyz and intake can answer 503.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
         "DB_CONNECT_TIMEOUT", 3
@@ -256,7 +257,9 @@ CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Task events feed Flower's live view.
 CELERY_WORKER_SEND_TASK_EVENTS = True
-CELERY_TASK_SEND_SENT_EVENT = True
+# No "task-sent" event: it doubles the cost of every publish (a Redis PUBLISH and its
+# handling in Flower), and Flower shows each task from "received" on without it.
+CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", False)
 # Workers keep their database connections like the web does (DB_CONN_MAX_AGE, health checks):
 # Celery's Django fix-up would otherwise close them around every task, and a new PostgreSQL
 # connection costs more than a webhook's whole apply. This turns the fix-up's closing off;
@@ -278,17 +281,22 @@ if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= RETRY_BACKOFF_CAP:
     raise ImproperlyConfigured("RETRY_BACKOFF_CAP must be shorter than the visibility timeout")
 
 # --- Outbox relay (syncplatform/outbox) -------------------------------------------------
-# The relay leaves fresh rows to the on_commit fast path for this long, so the two rarely
-# publish the same row (a re-publish is harmless, only wasteful).
-OUTBOX_RELAY_GRACE_SECONDS = env_float("OUTBOX_RELAY_GRACE_SECONDS", 2.0)
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 200)
 OUTBOX_RELAY_POLL_SECONDS = env_float("OUTBOX_RELAY_POLL_SECONDS", 0.5)
 # While the broker is down the relay waits 1, 2, 4 … seconds up to this, then tries again.
 OUTBOX_RELAY_MAX_BACKOFF_SECONDS = env_float("OUTBOX_RELAY_MAX_BACKOFF_SECONDS", 30.0)
 # Published rows are kept this long for audit, then pruned by the relay.
 OUTBOX_RETENTION_SECONDS = env_float("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600.0)
-# Publish directly after commit; off only for tests that need rows to wait for the relay.
-OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", True)
+# Publish from the request right after commit. On PostgreSQL the relay is woken by a NOTIFY
+# at each commit that adds rows and publishes within milliseconds, so requests leave the
+# broker to it (a publish costs more CPU than the rest of a webhook's intake); elsewhere
+# the relay can only poll, and the fast path keeps the lag short.
+OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", DATABASES["default"]["ENGINE"] != _POSTGRES)
+# With the fast path on, the relay leaves fresh rows to it for this long, so the two rarely
+# publish the same row (a re-publish is harmless, only wasteful).
+OUTBOX_RELAY_GRACE_SECONDS = env_float(
+    "OUTBOX_RELAY_GRACE_SECONDS", 2.0 if OUTBOX_FAST_PATH else 0.0
+)
 
 # CPU priority of a worker that consumes only `low` (0 = as everyone else): bulk work then
 # yields the CPU to the web and the `high` worker (syncplatform/celery.py).

@@ -23,6 +23,18 @@ FAST_RETRY_ENV = {
 }
 
 
+@pytest.fixture(autouse=True)
+def outbox_fast_path(request: pytest.FixtureRequest, settings) -> None:
+    """Work the test process records itself is published at its commit (the fast path).
+
+    Tests that start no relay still see their tasks run. The processes the tests start (web,
+    relay) keep the defaults, where on PostgreSQL the relay publishes everything; tests
+    marked `default_outbox` keep the defaults in the test process too.
+    """
+    if request.node.get_closest_marker("default_outbox") is None:
+        settings.OUTBOX_FAST_PATH = True
+
+
 @pytest.fixture
 def broker() -> Iterator[redis.Redis]:
     """The test broker, emptied before the test so no stale message reaches a worker."""

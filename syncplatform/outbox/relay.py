@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import psycopg
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -26,6 +27,9 @@ from .models import OutboxMessage
 from .publisher import BROKER_ERRORS, publish
 
 logger = logging.getLogger(__name__)
+
+# The channel the outbox table's trigger notifies on commit (migration 0002).
+NOTIFY_CHANNEL = "outbox_message"
 
 
 class BrokerUnavailable(Exception):
@@ -96,13 +100,16 @@ class Relay:
     stall_after_publish: float = 0.0
     prune_every_seconds: float = 300.0
     stopping: bool = False
+    _listening_on: object = field(default=None, repr=False)
+    _announced: bool = field(default=False, repr=False)
 
     def run(self) -> None:
         backoff = 0.0
         next_prune = 0.0
-        logger.info("outbox relay started")
         while not self.stopping:
             try:
+                # Subscribed before the pass, so a commit during the pass ends the next wait.
+                self._listen()
                 published = relay_once(stall_after_publish=self.stall_after_publish)
             except BrokerUnavailable as exc:
                 backoff = min(self.max_backoff, max(1.0, backoff * 2))
@@ -126,8 +133,52 @@ class Relay:
                     logger.info("pruned %d published outbox message(s)", pruned)
                 next_prune = time.monotonic() + self.prune_every_seconds
             if published < settings.OUTBOX_RELAY_BATCH_SIZE:
-                self._sleep(self.poll_seconds)
+                self._wait_for_work(self.poll_seconds)
         logger.info("outbox relay stopped")
+
+    def _listen(self) -> None:
+        """On PostgreSQL, LISTEN for the outbox trigger's notifications on this connection.
+
+        Done again whenever Django has replaced the connection (after a database error).
+        """
+        if connection.vendor != "postgresql":
+            if not self._announced:
+                logger.info("outbox relay started, polling every %.1fs", self.poll_seconds)
+                self._announced = True
+            return
+        connection.ensure_connection()
+        if connection.connection is self._listening_on:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self._listening_on = connection.connection
+        if not self._announced:
+            logger.info("outbox relay started, woken by each commit (LISTEN %s)", NOTIFY_CHANNEL)
+            self._announced = True
+
+    def _wait_for_work(self, seconds: float) -> None:
+        """Wait until new rows are committed (PostgreSQL's NOTIFY), or `seconds` at most.
+
+        Elsewhere there is no such signal and the relay polls; the on_commit fast path
+        covers the common case there.
+        """
+        pg = self._listening_on
+        if pg is None or pg is not connection.connection:
+            self._sleep(seconds)
+            return
+        # A notification that arrived during the last pass is in psycopg's backlog and
+        # ends the wait at once.
+        deadline = time.monotonic() + seconds
+        try:
+            while not self.stopping and (remaining := deadline - time.monotonic()) > 0:
+                if any(True for _ in pg.notifies(timeout=min(remaining, 0.5), stop_after=1)):
+                    return
+        except psycopg.Error as exc:
+            # The server went away while we waited: reconnect (and LISTEN) on the next pass.
+            logger.warning("lost the database connection while waiting: %s", exc)
+            self._listening_on = None
+            connection.close()
+            self._sleep(min(seconds, 1.0))
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from syncplatform.sql import insert_row
+
 from .models import OutboxMessage
 from .publisher import BROKER_ERRORS, broker_connection, publish, route_for
 
@@ -21,6 +23,7 @@ FAST_PATH_PAUSE_SECONDS = 10.0
 # One connect attempt, this long at most, before leaving the rows to the relay.
 FAST_PATH_CONNECT_TIMEOUT = 0.5
 _fast_path_paused_until = 0.0
+_RECORDED_FIELDS = ("task_name", "queue", "kwargs", "dedup_key", "created_at")
 
 
 def outbox_enqueue(
@@ -37,11 +40,17 @@ def outbox_enqueue(
     (fast path) or, failing that, by the relay; a message may be published more than once,
     so tasks must be idempotent.
     """
-    message = OutboxMessage.objects.create(
+    message = OutboxMessage(
         task_name=task_name,
         queue=queue or route_for(task_name),
         kwargs=kwargs,
         dedup_key=dedup_key,
+        created_at=timezone.now(),
+    )
+    # insert_row rather than save(): this runs in every webhook's request.
+    (message.pk,) = insert_row(
+        OutboxMessage,
+        {name: getattr(message, name) for name in _RECORDED_FIELDS},
     )
     if settings.OUTBOX_FAST_PATH:
         transaction.on_commit(lambda: outbox_publish_now([message]), robust=True)

@@ -42,6 +42,7 @@ def unpublished() -> int:
 
 def test_rolled_back_work_is_never_published(transactional_db, broker, settings):
     # Given the fast path on, and a transaction that records work and then fails
+    settings.OUTBOX_FAST_PATH = True
     settings.OUTBOX_RELAY_GRACE_SECONDS = 0
 
     def record_then_fail() -> None:
@@ -58,7 +59,9 @@ def test_rolled_back_work_is_never_published(transactional_db, broker, settings)
     assert broker.llen("default") == 0
 
 
-def test_committed_work_is_published_after_commit_and_marked(transactional_db, broker):
+def test_committed_work_is_published_after_commit_and_marked(transactional_db, broker, settings):
+    # Given the fast path on
+    settings.OUTBOX_FAST_PATH = True
     # When work is recorded in a transaction
     with transaction.atomic():
         message = outbox_enqueue(task_name="platform.ping_queue", kwargs={"token": "x"})
@@ -68,6 +71,24 @@ def test_committed_work_is_published_after_commit_and_marked(transactional_db, b
     assert queued_task_ids(broker) == [message.task_id]
     message.refresh_from_db()
     assert message.published_at is not None
+
+
+@pytest.mark.default_outbox
+def test_committed_work_reaches_the_broker_at_once_with_the_default_settings(broker, start_relay):
+    # Given the default settings, and a relay that would poll only once a minute
+    relay = start_relay(OUTBOX_RELAY_POLL_SECONDS="60")
+    wait_until(lambda: "outbox relay started" in relay.log(), timeout=30, what="relay up")
+    # When work is committed, twice (the second time surely after the relay's first pass)
+    for round_ in ("first", "second"):
+        task_ids = enqueue_pings(3, prefix=round_)
+        # Then it is on the broker within seconds: published by the request itself after
+        # the commit (SQLite), or by the relay, which each commit wakes (PostgreSQL NOTIFY)
+        wait_until(
+            lambda ids=set(task_ids): ids <= set(queued_task_ids(broker)),
+            timeout=10,
+            what=f"the {round_} messages published",
+        )
+    wait_until(lambda: unpublished() == 0, timeout=10, what="the rows marked")
 
 
 def test_tasks_are_routed_to_their_queue(transactional_db, broker, settings):
