@@ -8,7 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.services import ItemResult, Outcome, PriceItem, StockItem, price_apply, stock_apply
@@ -23,44 +24,44 @@ def event_apply(*, event_id: int) -> None:
 
     Safe to repeat: a completed event is left as it is, and the catalog writes are
     newer-wins, so a re-delivered message converges instead of double-applying.
-    The catalog writes, the item outcomes, the counters and the status commit together.
-    Database faults propagate for the task's retry policy to handle.
+    The catalog writes, the item outcomes, the counters, the attempt and the status commit
+    together, in one transaction. Database faults propagate for the task's retry policy to
+    handle, after the failed attempt is counted and the event shown as "processing".
     """
-    if not _mark_processing(event_id):
-        return
+    try:
+        _apply(event_id)
+    except Exception:
+        _count_failed_attempt(event_id)
+        raise
+
+
+def _apply(event_id: int) -> None:
     with transaction.atomic():
-        event = InboundEvent.objects.select_for_update().get(pk=event_id)
-        if event.status != InboundEvent.Status.PROCESSING:
-            return  # another delivery of the same message finished it meanwhile
+        event = InboundEvent.objects.select_for_update().filter(pk=event_id).first()
+        if event is None:
+            logger.warning("inbound event %s no longer exists; nothing to apply", event_id)
+            return
+        if event.status in InboundEvent.COMPLETED_STATUSES:
+            logger.info("inbound event %s already %s; nothing to apply", event_id, event.status)
+            return
         indexes = event.pending_indexes()
         results = _apply_items(event.type, [event.payload[i] for i in indexes])
+        event.attempts += 1
         _record_outcomes(event, indexes, results)
 
 
-def _mark_processing(event_id: int) -> bool:
-    """Count the attempt and show "processing" while the items are applied.
+def _count_failed_attempt(event_id: int) -> None:
+    """Record a run that rolled back: one more attempt, and "processing" until it succeeds.
 
-    Committed on its own, so the attempt counts even if the apply transaction rolls back,
-    and a worker killed mid-apply leaves the event "processing" for the redelivery to redo.
-    Returns False when there is nothing to do.
+    Its own transaction, after the failed one. If the database is what failed, this may
+    fail too; the error that matters is the one being raised, so this one is only logged.
     """
-    with transaction.atomic():
-        event = (
-            InboundEvent.objects.select_for_update()
-            .filter(pk=event_id)
-            .only("pk", "status", "attempts")
-            .first()
-        )
-        if event is None:
-            logger.warning("inbound event %s no longer exists; nothing to apply", event_id)
-            return False
-        if event.status in InboundEvent.COMPLETED_STATUSES:
-            logger.info("inbound event %s already %s; nothing to apply", event_id, event.status)
-            return False
-        event.status = InboundEvent.Status.PROCESSING
-        event.attempts += 1
-        event.save(update_fields=["status", "attempts"])
-        return True
+    try:
+        InboundEvent.objects.filter(pk=event_id).exclude(
+            status__in=InboundEvent.COMPLETED_STATUSES
+        ).update(status=InboundEvent.Status.PROCESSING, attempts=F("attempts") + 1)
+    except DatabaseError:
+        logger.warning("could not count the failed attempt of event %s", event_id, exc_info=True)
 
 
 def _apply_items(event_type: str, items: Sequence[dict[str, Any]]) -> list[ItemResult]:
@@ -132,5 +133,6 @@ def _record_outcomes(
             "errors",
             "status",
             "completed_at",
+            "attempts",
         ]
     )

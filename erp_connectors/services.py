@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from syncplatform.outbox.services import outbox_enqueue
+from syncplatform.sql import insert_row
 
 from .credentials import (
     api_token_generate,
@@ -153,7 +154,8 @@ class Intake(enum.Enum):
 @dataclass(frozen=True)
 class IntakeResult:
     outcome: Intake
-    event: InboundEvent
+    event_id: int
+    status: str  # the event's status as stored (a new event's is "accepted")
 
 
 def event_record(
@@ -167,39 +169,45 @@ def event_record(
 
     Idempotent per (connector, webhook_id): a re-delivery with the same body changes
     nothing. The insert is tried first (new events are the common case: no SELECT before
-    it); the unique constraint refuses a re-delivery, or the loser of two racing identical
-    deliveries, which then reads the stored row.
+    it) and skips a row that the unique constraint refuses, a re-delivery or the loser of
+    two racing identical deliveries, which then reads the stored row.
     """
     with transaction.atomic():
-        try:
-            with transaction.atomic():  # savepoint: a lost race must not poison the outer
-                event = InboundEvent.objects.create(
-                    connector=connector,
-                    webhook_id=webhook_id,
-                    type=payload.type,
-                    body_sha256=body_sha256,
-                    occurred_at=payload.occurred_at,
-                    payload=payload.items,
-                    total_items=len(payload.items),
-                )
-        except IntegrityError:
-            winner = _event_for(connector, webhook_id)
-            if winner is None:  # not the unique constraint after all
-                raise
-            return _compare(winner, body_sha256)
-        outbox_enqueue(
-            task_name=APPLY_TASK, kwargs={"event_id": event.pk}, dedup_key=f"event:{event.pk}"
+        inserted = insert_row(
+            InboundEvent,
+            {
+                "connector": connector.pk,
+                "webhook_id": webhook_id,
+                "type": payload.type,
+                "body_sha256": body_sha256,
+                "occurred_at": payload.occurred_at,
+                "payload": payload.items,
+                "total_items": len(payload.items),
+                "received_at": timezone.now(),
+            },
+            conflict_fields=("connector", "webhook_id"),
+            returning=("pk", "status"),
         )
-    return IntakeResult(Intake.ACCEPTED, event)
+        if inserted is None:
+            winner = _event_for(connector, webhook_id)
+            if winner is None:  # deleted between the two statements
+                raise IntegrityError(f"event {webhook_id} neither inserted nor found")
+            return _compare(winner, body_sha256)
+        event_id = inserted[0]
+        outbox_enqueue(
+            task_name=APPLY_TASK, kwargs={"event_id": event_id}, dedup_key=f"event:{event_id}"
+        )
+    return IntakeResult(Intake.ACCEPTED, event_id, inserted[1])
 
 
 def _event_for(connector: Connector, webhook_id: str) -> InboundEvent | None:
-    return InboundEvent.objects.filter(connector=connector, webhook_id=webhook_id).first()
+    events = InboundEvent.objects.only("pk", "status", "body_sha256")
+    return events.filter(connector=connector, webhook_id=webhook_id).first()
 
 
 def _compare(existing: InboundEvent, body_sha256: str) -> IntakeResult:
     same = existing.body_sha256 == body_sha256
-    return IntakeResult(Intake.DUPLICATE if same else Intake.CONFLICT, existing)
+    return IntakeResult(Intake.DUPLICATE if same else Intake.CONFLICT, existing.pk, existing.status)
 
 
 class NothingToRetry(Exception):

@@ -72,7 +72,6 @@ def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
         body_sha256=hashlib.sha256(raw).hexdigest(),
         payload=payload,
     )
-    event = result.event
     status_url = request.build_absolute_uri(
         reverse("erp_connectors:event", kwargs={"slug": connector.slug, "webhook_id": webhook_id})
     )
@@ -84,14 +83,14 @@ def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
         return JsonResponse(
             {
                 "id": webhook_id,
-                "status": event.status,
+                "status": result.status,
                 "duplicate": True,
                 "status_url": status_url,
             },
             status=200,
         )
     return JsonResponse(
-        {"id": webhook_id, "status": event.status, "status_url": status_url}, status=202
+        {"id": webhook_id, "status": result.status, "status_url": status_url}, status=202
     )
 
 

@@ -44,7 +44,7 @@ def record(connector, body: dict[str, Any], webhook_id: str = "evt_1") -> Inboun
         payload=payload_parse(json.dumps(body)),
     )
     assert result.outcome is Intake.ACCEPTED
-    return result.event
+    return InboundEvent.objects.get(pk=result.event_id)
 
 
 def product(sku: str) -> Product:

@@ -125,10 +125,10 @@ def test_pool_process_killed_mid_apply_is_redelivered_and_applied_once(erp, sett
             webhook_id="evt-3",
             body_sha256=uuid.uuid4().hex,
             payload=payload_parse(json.dumps(body)),
-        ).event
+        )
     # Given the event row is locked, so the worker's apply blocks mid-task
     with transaction.atomic():
-        InboundEvent.objects.select_for_update().get(pk=event.pk)
+        InboundEvent.objects.select_for_update().get(pk=event.event_id)
         relay_once(batch_size=1)
         inspector = celery_app.control.inspect(destination=[worker.hostname], timeout=2)
         wait_until(
@@ -145,7 +145,7 @@ def test_pool_process_killed_mid_apply_is_redelivered_and_applied_once(erp, sett
         wait_until(lambda: "SIGKILL" in worker.log(), timeout=30, what="worker saw the kill")
     # Then the message is redelivered and the event applied exactly once
     wait_until(lambda: all_applied(1), timeout=60, what="event applied")
-    event.refresh_from_db()
+    event = InboundEvent.objects.get(pk=event.event_id)
     assert (event.total_items, event.applied_items, event.failed_items) == (1, 1, 0)
     assert stored_quantities() == {"SKU-3": 3}
     assert not DeadLetter.objects.exists()
