@@ -35,6 +35,23 @@ def event_apply(*, event_id: int) -> None:
         raise
 
 
+def events_apply(*, event_ids: Sequence[int]) -> None:
+    """Apply each event as event_apply does, each in its own transaction.
+
+    One event's fault does not hold back the others: they are all tried, then the first
+    fault is raised for the retry policy, and the retry finds the others done.
+    """
+    first_fault: Exception | None = None
+    for event_id in event_ids:
+        try:
+            event_apply(event_id=event_id)
+        except Exception as exc:
+            logger.warning("inbound event %s failed to apply: %r", event_id, exc)
+            first_fault = first_fault or exc
+    if first_fault is not None:
+        raise first_fault
+
+
 def _apply(event_id: int) -> None:
     with transaction.atomic():
         event = InboundEvent.objects.select_for_update().filter(pk=event_id).first()

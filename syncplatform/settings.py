@@ -256,7 +256,7 @@ CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
 # Beat reads its schedule from the database, so operators edit it in the admin.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Task events feed Flower's live view.
-CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
 # No "task-sent" event: it doubles the cost of every publish (a Redis PUBLISH and its
 # handling in Flower), and Flower shows each task from "received" on without it.
 CELERY_TASK_SEND_SENT_EVENT = env_bool("CELERY_TASK_SEND_SENT_EVENT", False)
@@ -282,6 +282,8 @@ if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= RETRY_BACKOFF_CAP:
 
 # --- Outbox relay (syncplatform/outbox) -------------------------------------------------
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 200)
+# Rows of a task with a batch form (webhook applies) that one broker message may carry.
+OUTBOX_RELAY_BATCH_MESSAGE_SIZE = env_int("OUTBOX_RELAY_BATCH_MESSAGE_SIZE", 20)
 OUTBOX_RELAY_POLL_SECONDS = env_float("OUTBOX_RELAY_POLL_SECONDS", 0.5)
 # While the broker is down the relay waits 1, 2, 4 … seconds up to this, then tries again.
 OUTBOX_RELAY_MAX_BACKOFF_SECONDS = env_float("OUTBOX_RELAY_MAX_BACKOFF_SECONDS", 30.0)

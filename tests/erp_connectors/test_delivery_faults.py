@@ -6,6 +6,7 @@ stopped broker, a SIGKILLed pool process, a SIGKILLed web server, an unreachable
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime
@@ -167,3 +168,36 @@ def test_unreachable_database_answers_503_with_retry_after_not_500(erp, start_we
     assert ready.status_code == 503
     assert ready.json()["database"] == "unreachable"
     assert requests.get(f"{web.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_backlog_of_events_travels_in_few_messages_and_is_all_applied(
+    erp, broker, start_worker, settings
+):
+    # Given 25 events recorded while nothing published them
+    settings.OUTBOX_FAST_PATH = False
+    settings.OUTBOX_RELAY_GRACE_SECONDS = 0
+    settings.OUTBOX_RELAY_BATCH_MESSAGE_SIZE = 20
+    for n in range(25):
+        with transaction.atomic():
+            event_record(
+                connector=erp.connector,
+                webhook_id=f"evt-{n}",
+                body_sha256=uuid.uuid4().hex,
+                payload=payload_parse(json.dumps(stock_event(n))),
+            )
+    # When the relay publishes the backlog
+    assert relay_once() == 25
+    # Then it sends two messages of the batch task, which carry every event once
+    messages = [json.loads(raw) for raw in broker.lrange("high", 0, -1)]
+    assert [m["headers"]["task"] for m in messages] == ["erp_connectors.apply_events"] * 2
+    carried = sorted(
+        event_id
+        for m in messages
+        for event_id in json.loads(base64.b64decode(m["body"]))[1]["event_ids"]
+    )
+    assert carried == sorted(InboundEvent.objects.values_list("pk", flat=True))
+    # And a worker applies them all, newest value per sku
+    start_worker("high")
+    wait_until(lambda: all_applied(25), timeout=60, what="25 events applied")
+    assert stored_quantities() == newest_quantities(range(25))
+    assert set(InboundEvent.objects.values_list("attempts", flat=True)) == {1}
