@@ -13,6 +13,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.services import ItemResult, Outcome, PriceItem, StockItem, price_apply, stock_apply
+from syncplatform.sql import select_row_for_update, update_row
 
 from .models import InboundEvent
 
@@ -54,7 +55,7 @@ def events_apply(*, event_ids: Sequence[int]) -> None:
 
 def _apply(event_id: int) -> None:
     with transaction.atomic():
-        event = InboundEvent.objects.select_for_update().filter(pk=event_id).first()
+        event = select_row_for_update(InboundEvent, event_id)
         if event is None:
             logger.warning("inbound event %s no longer exists; nothing to apply", event_id)
             return
@@ -142,14 +143,16 @@ def _record_outcomes(
     else:
         event.status = InboundEvent.Status.PARTIALLY_APPLIED
     event.completed_at = timezone.now()
-    event.save(
-        update_fields=[
-            "applied_items",
-            "stale_items",
-            "failed_items",
-            "errors",
-            "status",
-            "completed_at",
-            "attempts",
-        ]
+    update_row(
+        InboundEvent,
+        event.pk,
+        {
+            "applied_items": event.applied_items,
+            "stale_items": event.stale_items,
+            "failed_items": event.failed_items,
+            "errors": event.errors,
+            "status": event.status,
+            "completed_at": event.completed_at,
+            "attempts": event.attempts,
+        },
     )

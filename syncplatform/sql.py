@@ -1,16 +1,20 @@
-"""One-row INSERT … ON CONFLICT DO NOTHING RETURNING, built from a model's own fields.
+"""One-row statements for the hottest paths, built from a model's own fields.
 
-Written by hand because the ORM cannot express it: `create()` needs a savepoint to survive
-a unique violation, and `bulk_create(ignore_conflicts=True)` does not say which rows went
-in. It serves the hottest request path, the webhook intake, where model construction and
-`save()` cost more CPU than the statement itself. Columns, defaults and value adaptation
-all come from the model, so a migration needs no change here.
+INSERT … ON CONFLICT DO NOTHING RETURNING, SELECT … FOR UPDATE by primary key, UPDATE by
+primary key.
+
+Written by hand because the ORM cannot express the first (`create()` needs a savepoint to
+survive a unique violation, and `bulk_create(ignore_conflicts=True)` does not say which rows
+went in), and because they serve the webhook intake and apply, where compiling ORM queries
+and `save()` cost more CPU than the statements themselves. Each statement's text is made
+once per process; columns, defaults and value adaptation all come from the model, so a
+migration needs no change here.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.db import connection
@@ -58,4 +62,81 @@ def _insert_statement(
         sql += f" ON CONFLICT ({targets}) DO NOTHING"
     returned = [meta.pk if name == "pk" else meta.get_field(name) for name in returning]
     sql += " RETURNING " + ", ".join(quote(field.column) for field in returned)
+    return sql, fields
+
+
+def select_row_for_update(model: type[Model], pk: Any) -> Model | None:
+    """Return the row with this primary key, locked until the transaction ends, or None.
+
+    The same as `select_for_update().filter(pk=pk).first()` without compiling a query on
+    every call: a webhook's apply runs this once per event.
+    """
+    sql = _select_statement(model, connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [pk])
+        row = cursor.fetchone()
+    return model_from_row(model, row) if row else None
+
+
+def model_from_row(model: type[Model], row: Sequence[Any]) -> Model:
+    """Build an instance from a row of all its concrete columns, in field order.
+
+    Applies the field's and the backend's converters (JSON text to values, SQLite's naive
+    datetimes to aware ones …) as the ORM does.
+    """
+    converted = list(row)
+    for index, converters in _converters(model, connection.vendor):
+        for convert in converters:
+            converted[index] = convert(converted[index], None, connection)
+    columns = [field.attname for field in model._meta.concrete_fields]
+    return model.from_db(connection.alias, columns, converted)
+
+
+def update_row(model: type[Model], pk: Any, values: Mapping[str, Any]) -> None:
+    """UPDATE these fields (by name) of the row with this primary key."""
+    sql, fields = _update_statement(model, tuple(values), connection.vendor)
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, pk])
+
+
+def select_columns(model: type[Model]) -> str:
+    """The column list that model_from_row expects, quoted."""
+    quote = connection.ops.quote_name
+    return ", ".join(quote(field.column) for field in model._meta.concrete_fields)
+
+
+@functools.cache
+def _select_statement(model: type[Model], vendor: str) -> str:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    sql = (
+        f"SELECT {select_columns(model)} FROM {quote(meta.db_table)}"  # noqa: S608
+        f" WHERE {quote(meta.pk.column)} = %s"
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    return sql
+
+
+@functools.cache
+def _converters(model: type[Model], vendor: str) -> list[tuple[int, list[Callable]]]:
+    found = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        column = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(column) + field.get_db_converters(connection)
+        if converters:
+            found.append((index, converters))
+    return found
+
+
+@functools.cache
+def _update_statement(
+    model: type[Model], names: tuple[str, ...], vendor: str
+) -> tuple[str, list[Field]]:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in names]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
     return sql, fields
