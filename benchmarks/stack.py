@@ -431,6 +431,7 @@ def platform_env(db: BenchDatabase, redis: RedisServer, run_dir: Path, port: int
             "DEBUG": "0",
             "WEB_PORT": str(port),
             "FLOWER_PORT": str(free_port()),
+            "STOREFRONT_PORT": str(free_port()),
         }
     )
     for key in ("DATABASE_URL", "REDIS_URL", "SYNCPLATFORM_RUN_DIR", "MEDIA_ROOT", "DEBUG"):

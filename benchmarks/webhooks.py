@@ -149,6 +149,7 @@ class Bench:
         self.run_dir = run_dir
         self.redis = redis
         self.port = 0
+        self.storefront_port = 0
         self.skus: list[str] = []
         self.sku_file = run_dir / "skus.txt"
         self.factory: EventFactory | None = None
@@ -160,6 +161,7 @@ class Bench:
         self.meter = CpuMeter(
             {
                 "web": lambda: self._pids("web"),
+                "storefront": lambda: self._pids("storefront"),
                 "worker_high": lambda: self._pids("worker-high"),
                 "relay": lambda: self._pids("relay"),
                 "other_platform": lambda: [
@@ -226,8 +228,9 @@ class Bench:
         return result, cpu
 
     def reads(self, seconds: float) -> WrkResult:
+        """Shoppers' reads, on the storefront pool as the launcher runs it."""
         return wrk_run(
-            url=self.base_url,
+            url=f"http://127.0.0.1:{self.storefront_port}",
             script="products.lua",
             args=[str(self.sku_file), str(self.plan.read_pause_ms)],
             connections=self.plan.read_connections,
@@ -539,11 +542,15 @@ def event_lags(id_prefix: str) -> dict[str, Any]:
     }
 
 
-_SUCCEEDED_RE = re.compile(r"erp_connectors\.apply_event\[[^\]]+\] succeeded in ([0-9.]+)s")
+# apply_event, or apply_events when the relay sent several events in one message.
+_SUCCEEDED_RE = re.compile(r"erp_connectors\.apply_events?\[[^\]]+\] succeeded in ([0-9.]+)s")
 
 
 def task_runtimes(log: str) -> dict[str, Any]:
-    """Celery's own 'succeeded in Ns' for apply_event: time inside the task, per event."""
+    """Celery's own 'succeeded in Ns' for the apply tasks: time inside each task.
+
+    Under load one task applies several events, so these are per task, not per event.
+    """
     runtimes = [float(value) * 1000 for value in _SUCCEEDED_RE.findall(log)]
     return {
         "tasks": len(runtimes),
@@ -555,6 +562,7 @@ def task_runtimes(log: str) -> dict[str, Any]:
 
 _CPU_KEYS = (
     "web",
+    "storefront",
     "worker_high",
     "relay",
     "other_platform",
@@ -862,7 +870,16 @@ def report(results: dict[str, Any]) -> str:
 
 
 def _cores_brief(cores: dict[str, float]) -> str:
-    keys = ("web", "worker_high", "other_platform", "postgres", "redis", "driver", "other")
+    keys = (
+        "web",
+        "storefront",
+        "worker_high",
+        "other_platform",
+        "postgres",
+        "redis",
+        "driver",
+        "other",
+    )
     return ", ".join(f"{key} {cores[key]:.2f}" for key in keys if key in cores) + (
         f"; steal {cores.get('steal', 0):.2f}"
     )
@@ -923,6 +940,7 @@ def main(argv: list[str] | None = None) -> int:
         redis.start()
         bench.port = free_port()
         env = platform_env(db, redis, run_dir, bench.port)
+        bench.storefront_port = int(env["STOREFRONT_PORT"])
         # Flower runs in the later phases: it needs a login.
         env["FLOWER_BASIC_AUTH"] = f"bench:{secrets.token_urlsafe(12)}"
         import django
@@ -950,9 +968,22 @@ def main(argv: list[str] | None = None) -> int:
         results["intake_vs_peer"] = phase_intake_vs_peer(bench)
         results["left_unapplied_after_intake_runs"] = settle_backlog(redis)
 
-        print("starting relay, workers, beat and Flower (the launcher's commands)", flush=True)
-        for name in ("relay", "worker-high", "worker-default", "worker-low", "beat", "flower"):
+        print(
+            "starting the storefront pool, relay, workers, beat and Flower (the launcher's"
+            " commands)",
+            flush=True,
+        )
+        for name in (
+            "storefront",
+            "relay",
+            "worker-high",
+            "worker-default",
+            "worker-low",
+            "beat",
+            "flower",
+        ):
             bench.start(name, commands[name], env)
+        bench.processes["storefront"].wait_http(f"http://127.0.0.1:{bench.storefront_port}/healthz")
         bench.processes["relay"].wait_log("outbox relay started")
         for name in ("worker-high", "worker-default", "worker-low"):
             bench.processes[name].wait_log("ready.")

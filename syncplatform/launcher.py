@@ -1,7 +1,8 @@
 """`make run`: prepare the database and start every process of the platform on one machine.
 
-Processes: web (gunicorn), the outbox relay, one Celery worker per queue, beat and Flower,
-plus a private Redis when REDIS_URL is not set. honcho supervises them: their output is
+Processes: web (gunicorn), storefront (a second gunicorn for shoppers' reads), the outbox
+relay, one Celery worker per queue, beat and Flower, plus a private Redis when REDIS_URL is
+not set. honcho supervises them: their output is
 multiplexed with a name prefix, and Ctrl-C (or any process dying) stops them all.
 """
 
@@ -107,6 +108,14 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
             f"exec {_bin('gunicorn')} syncplatform.wsgi --bind 127.0.0.1:{web_port}"
             f" --workers {env.get('WEB_CONCURRENCY', '2')} --threads 4 --access-logfile -"
         ),
+        # The same application on a port of its own, for shoppers' reads (the proxy sends
+        # /api/v1/products there): they never queue behind webhooks, uploads or the admin.
+        "storefront": (
+            f"exec {_bin('gunicorn')} syncplatform.wsgi"
+            f" --bind 127.0.0.1:{env['STOREFRONT_PORT']}"
+            f" --workers {env.get('STOREFRONT_CONCURRENCY', '2')} --threads 4"
+            " --access-logfile -"
+        ),
         "relay": f"exec {sys.executable} manage.py run_outbox_relay",
         # `high` takes short tasks: more processes and a little prefetch keep latency low.
         "worker-high": (
@@ -138,6 +147,7 @@ def main() -> int:
     env.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
     env.setdefault("WEB_PORT", "8000")
     env.setdefault("FLOWER_PORT", "5555")
+    env.setdefault("STOREFRONT_PORT", "8001")
     env["SYNCPLATFORM_RUN_DIR"] = str(run_dir)
     env["PYTHONUNBUFFERED"] = "1"
 
@@ -167,6 +177,7 @@ def main() -> int:
         f"  admin        http://127.0.0.1:{env['WEB_PORT']}/admin/   login: {login}\n"
         f"  readiness    http://127.0.0.1:{env['WEB_PORT']}/readyz\n"
         f"  metrics      http://127.0.0.1:{env['WEB_PORT']}/metrics\n"
+        f"  storefront   http://127.0.0.1:{env['STOREFRONT_PORT']}/api/v1/products\n"
         f"  flower       http://127.0.0.1:{env['FLOWER_PORT']}/   login: "
         f"{env['FLOWER_BASIC_AUTH'].replace(':', ' / ', 1)}\n"
         f"  broker       {env['REDIS_URL']}\n"

@@ -39,7 +39,16 @@ SETTINGS_FILE = ROOT / "syncplatform" / "settings.py"
 LAUNCHER_FILE = ROOT / "syncplatform" / "launcher.py"
 METRICS_FILE = ROOT / "syncplatform" / "metrics.py"
 
-LONG_RUNNING = {"web", "relay", "worker-high", "worker-default", "worker-low", "beat", "flower"}
+LONG_RUNNING = {
+    "web",
+    "storefront",
+    "relay",
+    "worker-high",
+    "worker-default",
+    "worker-low",
+    "beat",
+    "flower",
+}
 ONE_SHOT = {"migrate"}
 INFRASTRUCTURE = {"postgres", "redis"}
 WORKER_OF_QUEUE = {"high": "worker-high", "default": "worker-default", "low": "worker-low"}
@@ -51,9 +60,10 @@ REQUIRED_VARIABLES = {
     "POSTGRES_PASSWORD": "compose-test-password",
     "FLOWER_BASIC_AUTH": "ops:compose-test",
 }
-LAUNCHER_ENV = {"WEB_PORT": "8000", "FLOWER_PORT": "5555"}
+LAUNCHER_ENV = {"WEB_PORT": "8000", "FLOWER_PORT": "5555", "STOREFRONT_PORT": "8001"}
 CONCURRENCY_OVERRIDES = {
     "WEB_CONCURRENCY": "5",
+    "STOREFRONT_CONCURRENCY": "3",
     "WORKER_HIGH_CONCURRENCY": "8",
     "WORKER_DEFAULT_CONCURRENCY": "3",
     "WORKER_LOW_CONCURRENCY": "4",
@@ -64,9 +74,13 @@ CONCURRENCY_OVERRIDES = {
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - inside a container, reached through published ports
 CONTAINER_OPTIONS = {
     "web": {"--bind": f"{ALL_INTERFACES}:8000"},
+    "storefront": {"--bind": f"{ALL_INTERFACES}:8001"},
     "flower": {"--address": ALL_INTERFACES},
 }
-CONTAINER_EXTRA_ARGS = {"web": ["--worker-tmp-dir", "/dev/shm"]}
+CONTAINER_EXTRA_ARGS = {
+    "web": ["--worker-tmp-dir", "/dev/shm"],
+    "storefront": ["--worker-tmp-dir", "/dev/shm"],
+}
 
 DATABASE_AND_BROKER = {
     "postgres": "service_healthy",
@@ -76,6 +90,7 @@ DATABASE_AND_BROKER = {
 EXPECTED_DEPENDS_ON = {
     "migrate": {"postgres": "service_healthy"},
     "web": DATABASE_AND_BROKER,
+    "storefront": DATABASE_AND_BROKER,
     "relay": DATABASE_AND_BROKER,
     "worker-high": DATABASE_AND_BROKER,
     "worker-default": DATABASE_AND_BROKER,
@@ -303,6 +318,7 @@ def test_commands_match_the_launcher_flag_for_flag(overrides: dict[str, str]) ->
 def test_concurrency_comes_from_the_documented_variables() -> None:
     running = services({**REQUIRED_VARIABLES, **CONCURRENCY_OVERRIDES})
     assert option_value(command_of(running["web"]), "--workers") == "5"
+    assert option_value(command_of(running["storefront"]), "--workers") == "3"
     assert option_value(command_of(running["worker-high"]), "--concurrency") == "8"
     assert option_value(command_of(running["worker-default"]), "--concurrency") == "3"
     assert option_value(command_of(running["worker-low"]), "--concurrency") == "4"
@@ -511,22 +527,28 @@ def test_dockerfile_builds_one_image_for_every_process() -> None:
     assert {".git", ".venv", ".run", ".env"} <= set(ignored)
 
 
+@pytest.mark.parametrize(("service", "port"), [("web", 8000), ("storefront", 8001)])
 @pytest.mark.parametrize(
     ("allowed_hosts", "expected_host"),
     [(".shop.example.com,admin.example.com", "shop.example.com"), ("*", "localhost")],
 )
 def test_web_healthcheck_reaches_healthz_in_production(
-    monkeypatch: pytest.MonkeyPatch, settings: Any, allowed_hosts: str, expected_host: str
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+    service: str,
+    port: int,
+    allowed_hosts: str,
+    expected_host: str,
 ) -> None:
     """Run the health check's own Python; the request it builds must get a 200."""
-    test = services()["web"]["healthcheck"]["test"]
+    test = services()[service]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     requests_made: list[urllib.request.Request] = []
     monkeypatch.setattr(urllib.request, "urlopen", lambda req, timeout: requests_made.append(req))
     monkeypatch.setenv("ALLOWED_HOSTS", allowed_hosts)
     exec(compile(test[3], "<healthcheck>", "exec"), {})  # noqa: S102
     [request] = requests_made
-    assert request.full_url == "http://127.0.0.1:8000/healthz"
+    assert request.full_url == f"http://127.0.0.1:{port}/healthz"
     assert request.get_header("Host") == expected_host
     settings.ALLOWED_HOSTS = allowed_hosts.split(",")
     settings.SECURE_SSL_REDIRECT = True

@@ -1,4 +1,4 @@
-"""`make run` as a newcomer runs it: embedded SQLite and Redis, all seven processes, Ctrl-C.
+"""`make run` as a newcomer runs it: embedded SQLite and Redis, all eight processes, Ctrl-C.
 
 Everything goes over real HTTP and real process signals; the run uses a private state
 directory and free ports, so it never touches another running copy.
@@ -52,6 +52,7 @@ def platform():
         SYNCPLATFORM_RUN_DIR=run_dir,
         WEB_PORT=str(free_port()),
         FLOWER_PORT=str(free_port()),
+        STOREFRONT_PORT=str(free_port()),
         REDIS_PORT=str(free_port()),
         DJANGO_SUPERUSER_PASSWORD="smoke-test-password",
     )
@@ -90,6 +91,11 @@ def test_make_run_brings_up_the_whole_platform_and_stops_cleanly(platform):
     log = log_path.read_text()
     assert f"{web}/admin/" in log
     assert "admin / smoke-test-password" in log
+
+    # Shoppers' reads have a pool of their own
+    storefront = f"http://127.0.0.1:{env['STOREFRONT_PORT']}"
+    wait_until(lambda: http_status(f"{storefront}/healthz") == 200, timeout=60, what="storefront")
+    assert http_status(f"{storefront}/api/v1/products") == 200
 
     # The admin's login page and its static files are served
     assert http_status(f"{web}/admin/login/") == 200
