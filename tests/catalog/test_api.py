@@ -92,6 +92,23 @@ class TestProductDetail:
             ],
         }
 
+    def test_says_the_same_as_the_listing(self, client: Client) -> None:
+        # The detail is one query of its own; the listing reads the same rows differently.
+        make_product("SKU-1", "Widget")
+        stock_apply(items=[StockItem("SKU-1", w, 3, at(0.123456)) for w in ("b", "a", "c")])
+        price_apply(
+            items=[
+                PriceItem("SKU-1", "USD", Decimal("99999999.9999"), at(2)),
+                PriceItem("SKU-1", "EUR", Decimal("0.0001"), at(1)),
+            ]
+        )
+
+        detail = client.get("/api/v1/products/SKU-1").json()
+
+        assert [detail] == client.get(LIST_URL).json()["results"]
+        assert [level["warehouse"] for level in detail["stock"]] == ["a", "b", "c"]
+        assert [price["amount"] for price in detail["prices"]] == ["0.0001", "99999999.9999"]
+
     def test_a_product_without_stock_or_prices_has_nothing_available(self, client: Client) -> None:
         make_product("SKU-1", "Widget", active=False)
 
