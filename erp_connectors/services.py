@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from syncplatform.outbox.services import outbox_enqueue
-from syncplatform.sql import insert_row
+from syncplatform.outbox.services import outbox_enqueue, outbox_enqueue_with_row
 
 from .credentials import (
     api_token_generate,
@@ -172,32 +171,31 @@ def event_record(
     it) and skips a row that the unique constraint refuses, a re-delivery or the loser of
     two racing identical deliveries, which then reads the stored row.
     """
-    with transaction.atomic():
-        inserted = insert_row(
-            InboundEvent,
-            {
-                "connector": connector.pk,
-                "webhook_id": webhook_id,
-                "type": payload.type,
-                "body_sha256": body_sha256,
-                "occurred_at": payload.occurred_at,
-                "payload": payload.items,
-                "total_items": len(payload.items),
-                "received_at": timezone.now(),
-            },
-            conflict_fields=("connector", "webhook_id"),
-            returning=("pk", "status"),
-        )
-        if inserted is None:
-            winner = _event_for(connector, webhook_id)
-            if winner is None:  # deleted between the two statements
-                raise IntegrityError(f"event {webhook_id} neither inserted nor found")
-            return _compare(winner, body_sha256)
-        event_id = inserted[0]
-        outbox_enqueue(
-            task_name=APPLY_TASK, kwargs={"event_id": event_id}, dedup_key=f"event:{event_id}"
-        )
-    return IntakeResult(Intake.ACCEPTED, event_id, inserted[1])
+    inserted = outbox_enqueue_with_row(
+        InboundEvent,
+        {
+            "connector": connector.pk,
+            "webhook_id": webhook_id,
+            "type": payload.type,
+            "body_sha256": body_sha256,
+            "occurred_at": payload.occurred_at,
+            "payload": payload.items,
+            "total_items": len(payload.items),
+            "received_at": timezone.now(),
+        },
+        conflict_fields=("connector", "webhook_id"),
+        returning=("status",),
+        task_name=APPLY_TASK,
+        id_kwarg="event_id",
+        dedup_prefix="event:",
+    )
+    if inserted is None:
+        winner = _event_for(connector, webhook_id)
+        if winner is None:  # deleted between the two statements
+            raise IntegrityError(f"event {webhook_id} neither inserted nor found")
+        return _compare(winner, body_sha256)
+    event_id, status = inserted
+    return IntakeResult(Intake.ACCEPTED, event_id, status)
 
 
 def _event_for(connector: Connector, webhook_id: str) -> InboundEvent | None:

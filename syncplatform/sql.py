@@ -34,16 +34,34 @@ def insert_row(
     default. With `conflict_fields`, a row that would violate their unique constraint is
     skipped (nothing is written, None is returned) instead of raising.
     """
+    sql, params = insert_statement(
+        model, values, conflict_fields=conflict_fields, returning=returning
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def insert_statement(
+    model: type[Model],
+    values: Mapping[str, Any],
+    *,
+    conflict_fields: tuple[str, ...] = (),
+    returning: tuple[str, ...] = ("pk",),
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters insert_row executes, for use inside a larger statement."""
     sql, fields = _insert_statement(model, conflict_fields, returning, connection.vendor)
-    params = [
+    return sql, prepared_values(fields, values)
+
+
+def prepared_values(fields: Sequence[Field], values: Mapping[str, Any]) -> list[Any]:
+    """Database parameters for these fields: the given value, else the field's default."""
+    return [
         field.get_db_prep_save(
             values[field.name] if field.name in values else field.get_default(), connection
         )
         for field in fields
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
 
 
 @functools.cache
