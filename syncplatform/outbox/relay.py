@@ -1,13 +1,15 @@
-"""The outbox relay: publishes rows the fast path missed, and keeps at it through outages.
+"""The outbox relay: publishes outbox rows, and keeps at it through broker outages.
 
-Claiming uses SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL, so several relays share the
-backlog without publishing the same row at the same time. On SQLite the select_for_update is
-a no-op, but the database runs transactions in IMMEDIATE mode: the claim transaction holds
-the single write lock, so only one relay works at a time there.
+On PostgreSQL it publishes every row, woken by the NOTIFY of each commit that adds some;
+on SQLite, the rows the after-commit fast path missed. A pass claims due rows and marks them
+published in one statement (`… FOR UPDATE SKIP LOCKED` on PostgreSQL, so several relays
+share the backlog without publishing the same row at the same time; on SQLite the
+transaction holds the single write lock, so one relay works at a time), publishes them,
+then commits.
 
-A relay killed after publishing but before marking leaves its rows unpublished (the claim
-transaction rolls back) and they are published again: at-least-once, and consumers are
-idempotent.
+A relay killed after publishing but before its commit leaves its rows unpublished (the
+claim transaction rolls back) and they are published again: at-least-once, and consumers
+are idempotent.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+
+from syncplatform.celery import app as celery_app
+from syncplatform.sql import model_from_row, select_columns
 
 from .models import OutboxMessage
 from .publisher import BROKER_ERRORS, BatchForm, batch_form_for, publish, publish_batch
@@ -45,39 +50,70 @@ def relay_once(*, batch_size: int | None = None, stall_after_publish: float = 0.
     batch_size = batch_size or settings.OUTBOX_RELAY_BATCH_SIZE
     due_before = timezone.now() - timedelta(seconds=settings.OUTBOX_RELAY_GRACE_SECONDS)
     with transaction.atomic():
-        rows = list(
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(published_at__isnull=True, created_at__lte=due_before)
-            .order_by("pk")[:batch_size]
-        )
+        rows = _claim_and_mark(batch_size, due_before)
         published: list[int] = []
         failure: BaseException | None = None
-        for form, unit in _publish_units(rows):
-            try:
-                if form is None:
-                    publish(unit[0])
-                else:
-                    publish_batch(form, unit)
-            except BROKER_ERRORS as exc:
-                failure = exc
-                break
-            published.extend(row.pk for row in unit)
+        if rows:
+            with celery_app.pool.acquire(block=True) as broker:
+                for form, unit in _publish_units(rows):
+                    try:
+                        if form is None:
+                            publish(unit[0], connection=broker)
+                        else:
+                            publish_batch(form, unit, connection=broker)
+                    except BROKER_ERRORS as exc:
+                        failure = exc
+                        break
+                    published.extend(row.pk for row in unit)
         if stall_after_publish and published:
             logger.warning("stalling %.1fs between publish and mark", stall_after_publish)
             time.sleep(stall_after_publish)
-        now = timezone.now()
-        if published:
-            OutboxMessage.objects.filter(pk__in=published).update(published_at=now)
         if failure is not None:
-            # Leave a trace on the rows that wait, for the admin and the backlog alert.
+            # Unmark the rows that wait, with a trace for the admin and the backlog alert.
             done = set(published)
             waiting = [row.pk for row in rows if row.pk not in done]
             OutboxMessage.objects.filter(pk__in=waiting).update(
-                publish_attempts=F("publish_attempts") + 1, last_error=str(failure)[:500]
+                published_at=None,
+                publish_attempts=F("publish_attempts") + 1,
+                last_error=str(failure)[:500],
             )
     if failure is not None:
         raise BrokerUnavailable(str(failure)) from failure
     return len(published)
+
+
+def _claim_and_mark(batch_size: int, due_before: datetime) -> list[OutboxMessage]:
+    """Claim up to `batch_size` due rows, oldest first, marked published in the same step.
+
+    One statement instead of a locking SELECT and a later UPDATE: the relay runs this for
+    every commit it is woken by. The mark only holds if the caller's transaction commits,
+    after the publish; if the relay dies before, the rows are unpublished again. On
+    PostgreSQL, SKIP LOCKED lets several relays share the backlog.
+    """
+    meta = OutboxMessage._meta
+    quote = connection.ops.quote_name
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    skip_locked = (
+        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    )
+    sql = (
+        f"UPDATE {table} SET {quote('published_at')} = %s WHERE {pk} IN ("  # noqa: S608
+        f"SELECT {pk} FROM {table} WHERE {quote('published_at')} IS NULL"
+        f" AND {quote('created_at')} <= %s ORDER BY {pk} LIMIT %s{skip_locked})"
+        f" RETURNING {select_columns(OutboxMessage)}"
+    )
+    stamp = meta.get_field("published_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                stamp.get_db_prep_save(timezone.now(), connection),
+                stamp.get_db_prep_save(due_before, connection),
+                batch_size,
+            ],
+        )
+        rows = cursor.fetchall()
+    return sorted((model_from_row(OutboxMessage, row) for row in rows), key=lambda m: m.pk)
 
 
 def _publish_units(
