@@ -18,11 +18,12 @@ before the caller commits.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -88,8 +89,33 @@ class ItemResult:
 UNKNOWN_SKU = "unknown_sku"
 INVALID = "invalid"
 
-# Inside catalog_write_clock: a list holding the block's changed_at once the first write took it.
-_write_clock: ContextVar[list[datetime] | None] = ContextVar("catalog_write_clock", default=None)
+# What a product row looks like to the services: the columns the lock SELECT reads.
+_LOCK_FIELDS = ("sku", "id", "name", "active", "updated_at")
+ProductRow = tuple[str, int, str, bool, datetime]
+
+
+@dataclass
+class _WriteBlock:
+    """What one catalog_write_clock block has learnt, valid until its transaction ends.
+
+    The products it locked cannot change under it before the commit except through this
+    block, which records its own writes here: so the later calls of the block read them
+    from here instead of locking and reading the same rows again.
+    """
+
+    now: datetime | None = None
+    products: dict[str, ProductRow] = field(default_factory=dict)  # locked, as written
+    missing: set[str] = field(default_factory=set)  # looked up, not found
+    stamped: set[int] = field(default_factory=set)  # ids whose changed_at is `now`
+
+    def lock(self, skus: Iterable[str]) -> None:
+        unknown = sorted(s for s in skus if s not in self.products and s not in self.missing)
+        found = {row[0]: row for row in _select_for_update(unknown, _LOCK_FIELDS)}
+        self.products.update(found)
+        self.missing.update(s for s in unknown if s not in found)
+
+
+_write_block: ContextVar[_WriteBlock | None] = ContextVar("catalog_write_block", default=None)
 
 
 @contextmanager
@@ -98,24 +124,25 @@ def catalog_write_clock() -> Iterator[None]:
 
     For callers that make several catalog calls in one transaction (an import batch writes
     products, then prices, then stock): each product row is then rewritten once, not once per
-    call. The time is taken at the first write, after the first locks.
+    call, and locked and read once. The time is taken at the first write, after the first
+    locks.
     """
-    token = _write_clock.set([])
+    token = _write_block.set(_WriteBlock())
     try:
         with transaction.atomic():
             yield
     finally:
-        _write_clock.reset(token)
+        _write_block.reset(token)
 
 
 def _now() -> datetime:
     """The changed_at for a write: the block's clock inside catalog_write_clock, else now."""
-    clock = _write_clock.get()
-    if clock is None:
+    block = _write_block.get()
+    if block is None:
         return timezone.now()
-    if not clock:
-        clock.append(timezone.now())
-    return clock[0]
+    if block.now is None:
+        block.now = timezone.now()
+    return block.now
 
 
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
@@ -172,7 +199,7 @@ def product_upsert(*, items: Sequence[ProductItem]) -> list[ItemResult]:
         if results[index] is None:
             by_sku.setdefault(item.sku, []).append(index)
 
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # as in _apply_levels
         stored = {
             sku: (name, active, updated_at)
             for sku, name, active, updated_at in _lock_products(
@@ -185,44 +212,72 @@ def product_upsert(*, items: Sequence[ProductItem]) -> list[ItemResult]:
         # sku -> (items that reach the final row, items newer than the stored version)
         plans: dict[str, tuple[set[int], list[int]]] = {}
         for sku, indexes in sorted(by_sku.items()):
-            current = stored.get(sku)
-            if current is None and all(items[i].name is None for i in indexes):
-                for i in indexes:
-                    results[i] = _unknown_sku(i, sku)
-                continue
-            newer = [i for i in indexes if current is None or items[i].updated_at > current[2]]
-            for i in set(indexes) - set(newer):
-                results[i] = ItemResult(i, Outcome.STALE)
-            if not newer:
-                continue
-            name, active = (current[0], current[1]) if current else (None, True)
-            sources: dict[str, int] = {}
-            newer.sort(key=lambda i: (items[i].updated_at, i))
-            for i in newer:
-                if items[i].name is not None:
-                    name, sources["name"] = items[i].name, i
-                if items[i].active is not None:
-                    active, sources["active"] = items[i].active, i
-            last = newer[-1]
-            rows.append((sku, name, active, now, items[last].updated_at, now))
-            plans[sku] = ({last, *sources.values()}, newer)
+            plan = _plan_product(sku, indexes, items, stored.get(sku), results)
+            if plan is not None:
+                name, active, updated_at, contributors = plan
+                rows.append((sku, name, active, now, updated_at, now))
+                plans[sku] = (contributors, [i for i in indexes if results[i] is None])
 
-        written = {
-            sku
-            for (sku,) in versioned_upsert(
+        written = dict(
+            versioned_upsert(
                 model=Product,
                 columns=("sku", "name", "active", "created_at", "updated_at", "changed_at"),
                 conflict=("sku",),
                 update=("name", "active", "updated_at", "changed_at"),
                 rows=rows,
-                returning=("sku",),
+                returning=("sku", "id"),
             )
-        }
+        )
+        _remember_products(rows, written)
     for sku, (contributors, newer) in plans.items():
         for i in newer:
             applied = sku in written and i in contributors
             results[i] = ItemResult(i, Outcome.APPLIED if applied else Outcome.STALE)
     return _complete(results)
+
+
+def _plan_product(
+    sku: str,
+    indexes: list[int],
+    items: Sequence[ProductItem],
+    current: tuple[str, bool, datetime] | None,
+    results: list[ItemResult | None],
+) -> tuple[str, bool, datetime, set[int]] | None:
+    """Merge one sku's items newer than `current` (name, active, updated_at) into its row.
+
+    Sets the results of the items that cannot apply (unknown sku, stale) and returns the
+    row's (name, active, updated_at) with the items that reach it, or None if nothing is new.
+    """
+    if len(indexes) == 1:  # the common case, without the sorting and merging below
+        i = indexes[0]
+        item = items[i]
+        if current is None and item.name is None:
+            results[i] = _unknown_sku(i, sku)
+            return None
+        if current is not None and item.updated_at <= current[2]:
+            results[i] = ItemResult(i, Outcome.STALE)
+            return None
+        name = item.name if item.name is not None else current[0]  # type: ignore[index]
+        active = item.active if item.active is not None else (current[1] if current else True)
+        return name, active, item.updated_at, {i}
+    if current is None and all(items[i].name is None for i in indexes):
+        for i in indexes:
+            results[i] = _unknown_sku(i, sku)
+        return None
+    newer = [i for i in indexes if current is None or items[i].updated_at > current[2]]
+    for i in set(indexes) - set(newer):
+        results[i] = ItemResult(i, Outcome.STALE)
+    if not newer:
+        return None
+    name, active = (current[0], current[1]) if current else (None, True)
+    sources: dict[str, int] = {}
+    newer.sort(key=lambda i: (items[i].updated_at, i))
+    for i in newer:
+        if items[i].name is not None:
+            name, sources["name"] = items[i].name, i
+        if items[i].active is not None:
+            active, sources["active"] = items[i].active, i
+    return name, active, items[newer[-1]].updated_at, {newer[-1], *sources.values()}  # type: ignore[return-value]
 
 
 # -- stock and prices ---------------------------------------------------------------------
@@ -238,7 +293,9 @@ def _apply_levels(
 ) -> list[ItemResult]:
     results: list[ItemResult | None] = [_invalid(i, check(item)) for i, item in enumerate(items)]
     skus = {item.sku for i, item in enumerate(items) if results[i] is None}
-    with transaction.atomic():
+    # Inside a caller's transaction no savepoint: any error here aborts the caller's too,
+    # and the savepoint's two round trips were a tenth of a webhook's apply.
+    with transaction.atomic(savepoint=False):
         product_ids = dict(_lock_products(skus, ("sku", "id")))
         # (product id, warehouse/currency) -> index of the item that wins within this call
         winners: dict[tuple[int, str], int] = {}
@@ -293,10 +350,24 @@ def products_lock(*, skus: Iterable[str]) -> dict[str, int]:
 def _lock_products(skus: Iterable[str], fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
     """Return `fields` of the products with these skus, locking their rows in id order.
 
+    Inside catalog_write_clock, products the block already locked come from the block.
+    """
+    block = _write_block.get()
+    if block is None:
+        return _select_for_update(sorted(skus), fields)
+    skus = list(skus)
+    block.lock(skus)
+    pick = operator.itemgetter(*(_LOCK_FIELDS.index(name) for name in fields))
+    products = block.products
+    return [pick(products[sku]) for sku in skus if sku in products]
+
+
+def _select_for_update(skus: Sequence[str], fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """SELECT `fields` of the products with these (sorted) skus FOR NO KEY UPDATE, by id.
+
     The lock is the one an UPDATE of changed_at takes anyway (FOR NO KEY UPDATE): rows that
     merely reference the product (foreign keys) are not blocked by it.
     """
-    skus = sorted(skus)
     if not skus:
         return []
     if connection.vendor == "postgresql":
@@ -305,7 +376,7 @@ def _lock_products(skus: Iterable[str], fields: tuple[str, ...]) -> list[tuple[A
         return execute_with_arrays(
             f"SELECT {columns} FROM {_PRODUCT_TABLE} WHERE sku = ANY(%b)"  # noqa: S608
             " ORDER BY id FOR NO KEY UPDATE",
-            [skus],
+            [list(skus)],
         )
     found: list[tuple[Any, ...]] = []
     for chunk in chunked(skus):
@@ -318,11 +389,32 @@ def _lock_products(skus: Iterable[str], fields: tuple[str, ...]) -> list[tuple[A
     return found
 
 
+def _remember_products(rows: Sequence[tuple[Any, ...]], written: dict[str, int]) -> None:
+    """Record product_upsert's rows (sku, name, active, created_at, updated_at, changed_at)
+    in the write block: those written as they now are, the others as unknown again."""
+    block = _write_block.get()
+    if block is None:
+        return
+    for sku, name, active, _created, updated_at, _changed in rows:
+        block.missing.discard(sku)
+        product_id = written.get(sku)
+        if product_id is None:
+            # Lost to a version stored meanwhile by someone else: read it again if needed.
+            block.products.pop(sku, None)
+            continue
+        block.products[sku] = (sku, product_id, name, active, updated_at)
+        block.stamped.add(product_id)
+
+
 def _touch_products(product_ids: Sequence[int], now: datetime) -> None:
     """Mark these products as changed now, for the listing's updated_since.
 
     A product already stamped with this `now` (see catalog_write_clock) is not rewritten.
     """
+    block = _write_block.get()
+    if block is not None and now == block.now:
+        product_ids = [i for i in product_ids if i not in block.stamped]
+        block.stamped.update(product_ids)
     if not product_ids:
         return
     if connection.vendor == "postgresql":

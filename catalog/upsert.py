@@ -70,7 +70,12 @@ def versioned_upsert(
         + f" RETURNING {', '.join(column(name) for name in returning)}"
     )
     if source:
-        return execute_with_arrays(head + source + tail, [list(v) for v in zip(*rows, strict=True)])
+        columns_of_rows = zip(*rows, strict=True)
+        params = [
+            _numeric_literal(values) if isinstance(field, models.DecimalField) else list(values)
+            for field, values in zip(fields, columns_of_rows, strict=True)
+        ]
+        return execute_with_arrays(head + source + tail, params)
     placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
     written: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
@@ -84,6 +89,12 @@ def versioned_upsert(
             cursor.execute(sql, params)
             written.extend(tuple(row) for row in cursor.fetchall())
     return written
+
+
+def _numeric_literal(values: Sequence[Any]) -> str:
+    """A numeric column as one array literal: psycopg dumps Decimals one by one in Python,
+    ten times slower than str(); the server casts the text to the column's array type."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
 def execute_with_arrays(
@@ -100,6 +111,9 @@ def execute_with_arrays(
     """
     connection.ensure_connection()
     raw = psycopg.Cursor(connection.connection)
+    # Binary results too: a returned timestamp is then loaded in C, not parsed from text in
+    # Python (a fifth of a 1,000-row lock SELECT's time).
+    raw.format = psycopg.pq.Format.BINARY
     # Wrapped as Django wraps its own cursors: query logging, execute wrappers and the
     # error translation apply as to every other statement.
     if connection.queries_logged:
@@ -108,4 +122,4 @@ def execute_with_arrays(
         cursor = connection.make_cursor(raw)
     with cursor:
         cursor.execute(sql, params)
-        return [tuple(row) for row in cursor.fetchall()] if returns_rows else []
+        return cursor.fetchall() if returns_rows else []  # tuples: the default row factory

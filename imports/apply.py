@@ -23,7 +23,7 @@ values tie as in the catalog: the later one wins within a batch, the first appli
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -69,13 +69,18 @@ def row_version(row: CatalogRow, *, created_at: datetime, last_line: int) -> dat
 
 
 def rows_apply(
-    rows: Sequence[CatalogRow], *, created_at: datetime, last_line: int
+    rows: Sequence[CatalogRow],
+    *,
+    created_at: datetime,
+    last_line: int,
+    before_writing: Callable[[], None] | None = None,
 ) -> list[RowResult]:
     """Apply the rows in the caller's transaction and return one result per row, in order.
 
     `created_at` and `last_line` (the run's) version the rows that give no updated_at.
     Products are written first, so a row that names a new product makes it exist for the
-    price and stock of every row in the same call.
+    price and stock of every row in the same call. `before_writing` is called once the
+    items are built, just before the first catalog statement.
     """
     products: list[ProductItem] = []
     prices: list[PriceItem] = []
@@ -105,6 +110,8 @@ def rows_apply(
         if not parts[index]:
             bare.append(index)
 
+    if before_writing is not None:
+        before_writing()
     # One changed_at for the whole batch: each product row is rewritten once, not per call.
     with catalog_write_clock():
         if sum(1 for kind in (products, stock, prices) if kind) > 1:
@@ -129,14 +136,14 @@ def _judge(
         if row.sku in known:
             return RowResult(row.line, RowOutcome.SKIPPED)
         return _failed(row, "sku", UNKNOWN_SKU, f"no product with sku {row.sku!r}")
-    outcomes = [results[part][position] for part, position in parts]
-    for (part, _), result in zip(parts, outcomes, strict=True):
-        if result.outcome == Outcome.FAILED:
+    stale = True
+    for part, position in parts:  # the first failed part, in reporting order, is the error
+        result = results[part][position]
+        if result.outcome is Outcome.FAILED:
             column = "sku" if result.code == UNKNOWN_SKU else _PART_COLUMNS[part]
             return _failed(row, column, result.code, result.message)
-    if all(result.outcome == Outcome.STALE for result in outcomes):
-        return RowResult(row.line, RowOutcome.SKIPPED)
-    return RowResult(row.line, RowOutcome.SUCCEEDED)
+        stale = stale and result.outcome is Outcome.STALE
+    return RowResult(row.line, RowOutcome.SKIPPED if stale else RowOutcome.SUCCEEDED)
 
 
 def _failed(row: CatalogRow, column: str, code: str, message: str) -> RowResult:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import itertools
 import re
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import BinaryIO, TextIO
+from typing import BinaryIO, NamedTuple, TextIO
 
 __all__ = [
     "ACTIVE_FALSE",
@@ -115,7 +116,6 @@ _KNOWN_COLUMNS = frozenset({"sku", *_GROUP_OF_COLUMN})
 # The order in which a row's optional cells are validated, and so which error a row reports.
 _OPTIONAL_COLUMNS = ("name", "price", "currency", "quantity", "warehouse", "updated_at", "active")
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Tab and line breaks are legitimate in a quoted product name; other controls are not, and
 # PostgreSQL refuses NUL outright.
@@ -389,13 +389,11 @@ class _LineSource:
                     yield buffer
                 return
             buffer += chunk
-            start = 0
-            for match in _LINE_END.finditer(buffer):
-                if match.end() == len(buffer) and match.group() == b"\r":
-                    break  # the LF of a CRLF may be in the next chunk
-                yield buffer[start : match.end()]
-                start = match.end()
-            buffer = buffer[start:]
+            # bytes.splitlines ends lines at exactly CRLF, CR and LF. The last piece waits for
+            # the next chunk: it has no line end yet, or ends in a CR whose LF may follow.
+            lines = buffer.splitlines(keepends=True)
+            buffer = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+            yield from lines
             if len(buffer) > MAX_LINE_BYTES:
                 raise CsvFormatError(
                     f"line {self.line + 1} is longer than {MAX_LINE_BYTES} bytes; "
@@ -449,8 +447,7 @@ class _Layout:
         return self.delimiter == ";"
 
 
-@dataclass(frozen=True)
-class _Record:
+class _Record(NamedTuple):  # a tuple: one is made per record, in the hottest loop
     line: int
     offset: int
     fields: list[str] | None  # None: the record could not be split
@@ -559,7 +556,7 @@ def _records(source: _LineSource, layout: _Layout) -> Iterator[_Record]:
         except csv.Error as error:
             yield _Record(line, offset, None, _quoting_problem(error, line, source.line))
             continue
-        if any(value.strip() for value in fields):
+        if "".join(fields).strip():  # some field is not blank
             yield _Record(line, offset, fields)
         # else: a blank line, or only delimiters (spreadsheets export empty rows so)
 
@@ -756,6 +753,10 @@ def _parse_quantity(value: str) -> int:
 def _parse_updated_at(value: str) -> datetime | None:
     if not value:
         return None
+    # Long values cannot be valid, and are kept out of the cache (memory stays bounded).
+    parsed = _timestamp(value) if len(value) <= 64 else None
+    if parsed is not None:
+        return parsed
     if not _RFC3339.fullmatch(value):
         if _DATE_OR_LOCAL_TIME.fullmatch(value):
             message = (
@@ -771,6 +772,18 @@ def _parse_updated_at(value: str) -> datetime | None:
         raise _CellError(
             "updated_at", INVALID_VALUE, f"updated_at {value!r} is not a valid date and time"
         ) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _timestamp(value: str) -> datetime | None:
+    """A valid RFC 3339 value as a datetime, else None. Cached: exports often stamp many
+    rows alike, and datetimes are immutable."""
+    if not _RFC3339.fullmatch(value):
+        return None
+    try:
+        return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _parse_active(value: str) -> bool | None:
