@@ -3,13 +3,15 @@
     .venv/bin/python -m benchmarks.imports [--quick] [--rows N] [--peer-rows N]
 
 Sets up a fresh PostgreSQL database and a private Redis, starts the platform as `make run`
-does (web, relay, worker-high, worker-default, worker-low: the launcher's commands), and:
+does (web, storefront, relay, worker-high, worker-default, worker-low: the launcher's
+commands), and:
 
 1. platform: uploads a file of N new products (name, EUR price, stock) over the API and
    times it from the upload to `completed` (the run's created_at → finished_at, as stored);
    then a second file updating the same N products with newer versions.
-2. storefront and webhooks idle: GET /api/v1/products/<sku> latency (wrk, a steady trickle
-   of reads) and the `high` lag (202 → applied) of paced signed webhooks.
+2. storefront and webhooks idle: GET /api/v1/products/<sku> latency on the storefront pool
+   (wrk, a steady trickle of reads) and the `high` lag (202 → applied) of paced signed
+   webhooks.
 3. the same two measurements while imports run back to back for the whole window.
 4. peers, with the platform stopped, on the same tables: COPY into a temp table plus one
    upsert per table (the floor), and django-import-export (bulk mode, one resource per table)
@@ -53,7 +55,7 @@ from .stack import (
 )
 
 CONNECTOR_SLUG = "bench"
-PROCESSES = ("web", "relay", "worker-high", "worker-default", "worker-low")
+PROCESSES = ("web", "storefront", "relay", "worker-high", "worker-default", "worker-low")
 
 # Targets (issue): >= 25k rows/s end to end for 100k rows (aim 40k); storefront p99 during
 # the import <= 2x idle (aim 1.5x); `high` lag p99 < 1 s during the import.
@@ -93,9 +95,10 @@ def write_catalog_file(path: Path, rows: int, *, version: datetime, generation: 
 
 # -- the platform -------------------------------------------------------------------------
 class Platform:
-    def __init__(self, run_dir: Path, port: int, token: str) -> None:
+    def __init__(self, run_dir: Path, port: int, storefront_port: int, token: str) -> None:
         self.run_dir = run_dir
         self.port = port
+        self.storefront_port = storefront_port
         self.token = token
         self.processes: dict[str, Process] = {}
         self.session = requests.Session()
@@ -204,7 +207,8 @@ def reads_and_lag(
 ) -> dict[str, Any]:
     """Storefront reads (wrk) and paced webhooks over the same window; lags from the DB."""
     reads = WrkInBackground(
-        url=platform.base_url,
+        # Shoppers' reads go to the storefront pool, as the launcher runs it.
+        url=f"http://127.0.0.1:{platform.storefront_port}",
         script="products.lua",
         args=[str(sku_file), str(plan.read_pause_ms)],
         connections=plan.read_connections,
@@ -373,10 +377,13 @@ def main(argv: list[str] | None = None) -> int:
         commands = build_processes(env)
         results["machine"] = machine_facts(db, redis, commands)
         results["commands"] = {name: commands[name] for name in PROCESSES}
-        platform = Platform(run_dir, port, credentials["api_token"])
+        platform = Platform(run_dir, port, int(env["STOREFRONT_PORT"]), credentials["api_token"])
         for name in PROCESSES:
             platform.processes[name] = Process(name, commands[name], env, run_dir).start()
         platform.processes["web"].wait_http(f"{platform.base_url}/healthz")
+        platform.processes["storefront"].wait_http(
+            f"http://127.0.0.1:{platform.storefront_port}/healthz"
+        )
         platform.processes["relay"].wait_log("outbox relay started")
         for name in ("worker-high", "worker-default", "worker-low"):
             platform.processes[name].wait_log("ready.")
