@@ -138,6 +138,15 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
         # Flower reads FLOWER_BASIC_AUTH from the environment, so it never shows in `ps`.
         "flower": f"exec {celery} -A syncplatform flower --address=127.0.0.1 --port={flower_port}",
     }
+    # Shoppers first: on this one host everything else runs at a lower CPU priority, so a
+    # webhook storm or a busy worker cannot keep a storefront read waiting for a core. The
+    # storefront's database sessions are not raised with it (PostgreSQL has no priority per
+    # session); its Python, most of a read's CPU, is. worker-low lowers itself further.
+    niceness = int(env.get("STOREFRONT_FIRST_NICENESS") or 5)
+    if niceness > 0:
+        for name, command in processes.items():
+            if name not in {"storefront", "worker-low"}:
+                processes[name] = command.replace("exec ", f"exec nice -n {niceness} ", 1)
     return processes
 
 

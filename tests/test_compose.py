@@ -181,6 +181,10 @@ def launcher_argv(command: str) -> list[str]:
     argv = shlex.split(command)
     if argv[0] == "exec":
         argv = argv[1:]
+    # The launcher lowers the priority of everything but the storefront on its one host;
+    # containers get their CPU weight from Compose instead (cpu_shares).
+    if argv[0] == "nice":
+        argv = argv[3:]
     program = Path(argv[0]).name
     if re.fullmatch(r"python(3(\.\d+)?)?", program):
         program = "python"
@@ -571,3 +575,13 @@ def test_operations_guide_covers_every_variable_and_metric() -> None:
     assert sorted(name for name in metrics if f"`{name}`" not in guide) == []
     for command in ("run_outbox_relay", "ping_queues"):
         assert command in guide
+
+
+def test_the_launcher_runs_everything_but_the_storefront_at_a_lower_priority() -> None:
+    processes = launcher.build_processes(dict(LAUNCHER_ENV))
+    niced = {name for name, command in processes.items() if "exec nice -n 5 " in command}
+    # worker-low lowers itself (WORKER_LOW_NICENESS), the storefront stays as it is
+    assert niced == LONG_RUNNING - {"storefront", "worker-low"}
+    unchanged = launcher.build_processes({**LAUNCHER_ENV, "STOREFRONT_FIRST_NICENESS": "0"})
+    assert not any("nice" in command for command in unchanged.values())
+    assert services()["storefront"]["cpu_shares"] == 4096

@@ -201,3 +201,41 @@ def test_a_backlog_of_events_travels_in_few_messages_and_is_all_applied(
     wait_until(lambda: all_applied(25), timeout=60, what="25 events applied")
     assert stored_quantities() == newest_quantities(range(25))
     assert set(InboundEvent.objects.values_list("attempts", flat=True)) == {1}
+
+
+def record_stock_event(erp: ConnectorCredentials, n: int) -> None:
+    with transaction.atomic():
+        event_record(
+            connector=erp.connector,
+            webhook_id=f"evt-{n}",
+            body_sha256=uuid.uuid4().hex,
+            payload=payload_parse(json.dumps(stock_event(n))),
+        )
+
+
+def carried_event_counts(broker) -> list[int]:
+    """Events per message waiting on `high`, newest message first (Redis LPUSHes)."""
+    return [
+        len(json.loads(base64.b64decode(json.loads(raw)["body"]))[1]["event_ids"])
+        for raw in broker.lrange("high", 0, -1)
+    ]
+
+
+@pytest.mark.default_outbox
+def test_commits_of_a_busy_stretch_share_one_relay_pass_and_message(erp, broker, start_relay):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the relay is woken per commit only on PostgreSQL (LISTEN/NOTIFY)")
+    # Given a relay woken by each commit, gathering for a few seconds once it is busy
+    relay = start_relay(OUTBOX_RELAY_POLL_SECONDS="60", OUTBOX_RELAY_GATHER_SECONDS="5")
+    wait_until(lambda: "outbox relay started" in relay.log(), timeout=30, what="relay up")
+    # And a first event, published on its own as soon as it commits
+    record_stock_event(erp, 0)
+    wait_until(lambda: carried_event_counts(broker) == [1], timeout=10, what="first message")
+    # When five more events commit one after another, each in its own transaction
+    for n in range(1, 6):
+        record_stock_event(erp, n)
+    # Then they travel together in one more message, not one message per commit
+    wait_until(lambda: sum(carried_event_counts(broker)) == 6, timeout=20, what="all published")
+    assert sorted(carried_event_counts(broker)) == [1, 5]
