@@ -5,7 +5,12 @@ import os
 from celery import Celery
 from celery.signals import celeryd_after_setup, task_postrun, task_prerun
 
+from .priority import session_follows_niceness
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
+# Every platform process imports this module: one started at a lower priority (make run's
+# `nice`) gets it for its whole session too, or its niceness would count for nothing.
+session_follows_niceness()
 
 app = Celery("syncplatform", include=["syncplatform.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -27,6 +32,7 @@ def _lower_bulk_work_priority(
     queues = set(getattr(instance, "app", app).amqp.queues.consume_from or ())
     if queues and queues <= {"low"} and settings.WORKER_LOW_NICENESS > 0:
         os.nice(settings.WORKER_LOW_NICENESS)
+        session_follows_niceness()
 
 
 @task_prerun.connect
