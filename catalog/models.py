@@ -19,7 +19,10 @@ AMOUNT_DECIMAL_PLACES = 4
 
 
 class Product(models.Model):
-    sku = models.CharField(max_length=SKU_MAX_LENGTH, unique=True)
+    # Unique by a constraint, not unique=True, which on PostgreSQL adds a second index
+    # (varchar_pattern_ops, for LIKE 'prefix%') that nothing here queries and every write
+    # of a product would keep up to date.
+    sku = models.CharField(max_length=SKU_MAX_LENGTH)
     name = models.CharField(max_length=NAME_MAX_LENGTH)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -30,6 +33,7 @@ class Product(models.Model):
 
     class Meta:
         constraints = [
+            models.UniqueConstraint(fields=["sku"], name="catalog_product_sku_uniq"),
             models.CheckConstraint(condition=~Q(sku=""), name="catalog_product_sku_not_empty"),
         ]
         indexes = [
