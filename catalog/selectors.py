@@ -18,6 +18,8 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Q
 
+from syncplatform.sql import statement_cursor
+
 from .models import Price, Product, StockLevel
 
 _PRODUCT_COLUMNS = ("id", "sku", "name", "active", "changed_at")
@@ -66,7 +68,7 @@ def product_get(*, sku: str) -> ProductView | None:
     row, in one round trip and without compiling three ORM queries (from ~4.7 to ~1.5 ms of
     CPU per request here).
     """
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(_detail_sql(connection.vendor), [sku])
         row = cursor.fetchone()
     if row is None:

@@ -325,4 +325,8 @@ def _rfc3339(value: str) -> datetime | None:
 
 
 def _has_bad_chars(value: str) -> bool:
+    # isprintable() is False for every Cc and Cs character (and for some harmless ones, such
+    # as a no-break space): one C-level pass clears the common case.
+    if value.isprintable():
+        return False
     return any(unicodedata.category(char) in _BAD_CHAR_CATEGORIES for char in value)

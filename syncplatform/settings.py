@@ -138,7 +138,11 @@ DATABASES = {
         conn_health_checks=True,
     ),
 }
-_POSTGRES = "django.db.backends.postgresql"
+# The hottest statements (webhook intake and apply, storefront detail) are prepared once per
+# connection on PostgreSQL (syncplatform/sql.py: statement_cursor). Turn off behind a pooler
+# that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
+_ON_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN
@@ -150,11 +154,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Worker processes started by the tests must see the test database: keep it on disk.
     DATABASES["default"]["TEST"] = {"NAME": str(RUN_DIR / "test_db.sqlite3")}
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-elif DATABASES["default"]["ENGINE"] == _POSTGRES:
+elif _ON_POSTGRES:
+    # Django's backend with a health check that costs no round trip (syncplatform/postgresql).
+    DATABASES["default"]["ENGINE"] = "syncplatform.postgresql"
     # Fail fast when the database is unreachable, so /readyz and intake can answer 503.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
         "DB_CONNECT_TIMEOUT", 3
     )
+    if DB_PREPARED_STATEMENTS:
+        # Django opens psycopg connections with preparing off (threshold None), which also
+        # refuses an explicit prepare=True. Only statement_cursor asks for it; this
+        # threshold is never reached by statements that do not ask.
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -297,7 +308,7 @@ OUTBOX_RETENTION_SECONDS = env_float("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600.0
 # at each commit that adds rows and publishes within milliseconds, so requests leave the
 # broker to it (a publish costs more CPU than the rest of a webhook's intake); elsewhere
 # the relay can only poll, and the fast path keeps the lag short.
-OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", DATABASES["default"]["ENGINE"] != _POSTGRES)
+OUTBOX_FAST_PATH = env_bool("OUTBOX_FAST_PATH", not _ON_POSTGRES)
 # With the fast path on, the relay leaves fresh rows to it for this long, so the two rarely
 # publish the same row (a re-publish is harmless, only wasteful).
 OUTBOX_RELAY_GRACE_SECONDS = env_float(

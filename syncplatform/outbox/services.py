@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from syncplatform.sql import insert_row, insert_statement, prepared_values
+from syncplatform.sql import insert_row, insert_statement, prepared_values, statement_cursor
 
 from .models import OutboxMessage
 from .publisher import BROKER_ERRORS, broker_connection, publish, route_for
@@ -103,7 +103,7 @@ def outbox_enqueue_with_row(
     # On its own the statement is atomic; inside a caller's transaction a savepoint keeps
     # its failure from aborting the caller's work too, as the ORM's create() would.
     block = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with block, connection.cursor() as cursor:
+    with block, statement_cursor() as cursor:
         cursor.execute(sql, [*row_params, *message_params])
         found = cursor.fetchone()
     if found is None:
