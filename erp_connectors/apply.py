@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,16 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from catalog.services import ItemResult, Outcome, PriceItem, StockItem, price_apply, stock_apply
+from catalog.services import (
+    ItemResult,
+    Outcome,
+    PriceItem,
+    StockItem,
+    catalog_write_clock,
+    price_apply,
+    products_lock,
+    stock_apply,
+)
 from syncplatform.sql import select_row_for_update, update_row
 
 from .models import InboundEvent
@@ -37,11 +47,31 @@ def event_apply(*, event_id: int) -> None:
 
 
 def events_apply(*, event_ids: Sequence[int]) -> None:
-    """Apply each event as event_apply does, each in its own transaction.
+    """Apply several events (a relay batch) together: one transaction, one catalog call per type.
 
-    One event's fault does not hold back the others: they are all tried, then the first
-    fault is raised for the retry policy, and the retry finds the others done.
+    The catalog ends as applying them one by one in id order would leave it: the stock items
+    of all the events go to one stock_apply and the price items to one price_apply, listed
+    newest event first, so on an updated_at tie across events the earlier event's item wins
+    (a catalog call keeps its last item on a tie; one by one the later event's item would be
+    stale), and ties within one event go as in event_apply. An item beaten by a strictly
+    newer item of another event in the batch counts as stale even if its event came first:
+    the outcome of applying the newer one first, an order delivery could have taken anyway.
+
+    Safe to repeat, as event_apply. If the shared transaction fails, the events are applied
+    again one by one as event_apply does, so one poison event cannot hold back the others;
+    then the first fault is raised for the retry policy, whose retry finds the others done.
     """
+    if len(event_ids) > 1:
+        try:
+            _apply_together(event_ids)
+        except Exception as exc:
+            logger.warning(
+                "inbound events %s failed to apply together (%r); applying them one by one",
+                list(event_ids),
+                exc,
+            )
+        else:
+            return
     first_fault: Exception | None = None
     for event_id in event_ids:
         try:
@@ -51,6 +81,55 @@ def events_apply(*, event_ids: Sequence[int]) -> None:
             first_fault = first_fault or exc
     if first_fault is not None:
         raise first_fault
+
+
+def _apply_together(event_ids: Sequence[int]) -> None:
+    # One changed_at for the batch: a product named by several events is rewritten once.
+    with catalog_write_clock():
+        # One statement, rows locked in id order: batches sharing events queue, not deadlock.
+        events = list(
+            InboundEvent.objects.select_for_update().filter(pk__in=event_ids).order_by("pk")
+        )
+        missing = set(event_ids) - {event.pk for event in events}
+        if missing:
+            logger.warning("inbound events %s no longer exist; nothing to apply", sorted(missing))
+        pending: list[tuple[InboundEvent, list[int]]] = []
+        for event in events:
+            if event.status in InboundEvent.COMPLETED_STATUSES:
+                logger.info("inbound event %s already %s; nothing to apply", event.pk, event.status)
+            else:
+                pending.append((event, event.pending_indexes()))
+        # All products before the first write, in one order: stock then price calls would
+        # otherwise lock in two steps and could deadlock against another batch.
+        products_lock(skus={event.payload[i]["sku"] for event, indexes in pending for i in indexes})
+        stock_type = InboundEvent.Type.STOCK_UPDATED
+        stock = [(event, indexes) for event, indexes in pending if event.type == stock_type]
+        prices = [(event, indexes) for event, indexes in pending if event.type != stock_type]
+        results = {**_apply_group(stock), **_apply_group(prices)}
+        for event, indexes in pending:
+            event.attempts += 1
+            _record_outcomes(event, indexes, results[event.pk])
+
+
+def _apply_group(group: list[tuple[InboundEvent, list[int]]]) -> dict[int, list[ItemResult]]:
+    """Apply the pending items of events of one type in one call; return each event's results.
+
+    Newest event first (see events_apply): a tie across events goes to the earlier one.
+    """
+    if not group:
+        return {}
+    newest_first = group[::-1]
+    items = [event.payload[i] for event, indexes in newest_first for i in indexes]
+    results = _apply_items(group[0][0].type, items)
+    by_event: dict[int, list[ItemResult]] = {}
+    offset = 0
+    for event, indexes in newest_first:
+        by_event[event.pk] = [
+            replace(result, index=result.index - offset)
+            for result in results[offset : offset + len(indexes)]
+        ]
+        offset += len(indexes)
+    return by_event
 
 
 def _apply(event_id: int) -> None:

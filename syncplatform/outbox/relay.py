@@ -165,9 +165,7 @@ class Relay:
 
     poll_seconds: float = field(default_factory=lambda: settings.OUTBOX_RELAY_POLL_SECONDS)
     max_backoff: float = field(default_factory=lambda: settings.OUTBOX_RELAY_MAX_BACKOFF_SECONDS)
-    gather_seconds: float = field(
-        default_factory=lambda: settings.OUTBOX_RELAY_GATHER_SECONDS
-    )
+    gather_seconds: float = field(default_factory=lambda: settings.OUTBOX_RELAY_GATHER_SECONDS)
     stall_after_publish: float = 0.0
     prune_every_seconds: float = 300.0
     stopping: bool = False
