@@ -685,6 +685,7 @@ def test_only_post_is_allowed(sender: Sender) -> None:
     response = sender.client.get(sender.url)
     assert response.status_code == 405
     assert response["Allow"] == "POST"
+    assert response["Cache-Control"] == "no-store"
 
 
 def test_the_body_hash_is_of_the_raw_bytes(sender: Sender) -> None:

@@ -8,8 +8,10 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.test import Client
+from django.urls import reverse, set_script_prefix
 from django.utils import timezone
 
+from erp_connectors.http import event_status_path
 from erp_connectors.models import Connector, InboundEvent
 from syncplatform.outbox.models import OutboxMessage
 
@@ -158,6 +160,23 @@ def test_ids_that_need_quoting_are_reachable_through_the_status_url(
 
     assert status.status_code == 200
     assert status.json()["id"] == webhook_id
+
+
+@pytest.mark.parametrize("script_prefix", ["/", "/sync/"])
+@pytest.mark.parametrize(
+    "webhook_id", ["evt_1", "evt/with/slashes", "evt?q=1#f", "evt%20", "ü id", "!$&'()*+,;=~:@"]
+)
+def test_the_status_path_is_the_one_the_url_patterns_give(
+    webhook_id: str, script_prefix: str
+) -> None:
+    set_script_prefix(script_prefix)
+    try:
+        expected = reverse(
+            "erp_connectors:event", kwargs={"slug": "acme", "webhook_id": webhook_id}
+        )
+        assert event_status_path("acme", webhook_id) == expected
+    finally:
+        set_script_prefix("/")
 
 
 # -- retry ----------------------------------------------------------------------------------------
