@@ -32,6 +32,8 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from syncplatform.sql import execute_with_arrays
+
 from .models import (
     AMOUNT_DECIMAL_PLACES,
     AMOUNT_MAX_DIGITS,
@@ -43,7 +45,7 @@ from .models import (
     Product,
     StockLevel,
 )
-from .upsert import chunked, execute_with_arrays, versioned_upsert
+from .upsert import chunked, versioned_upsert
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
-import psycopg
 from django.db import connection, models
+
+from syncplatform.sql import execute_with_arrays
 
 T = TypeVar("T")
 
@@ -95,31 +96,3 @@ def _numeric_literal(values: Sequence[Any]) -> str:
     """A numeric column as one array literal: psycopg dumps Decimals one by one in Python,
     ten times slower than str(); the server casts the text to the column's array type."""
     return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
-
-
-def execute_with_arrays(
-    sql: str, params: list[Any], *, returns_rows: bool = True
-) -> list[tuple[Any, ...]]:
-    """Run `sql` (PostgreSQL) with parameters bound server-side; return its rows.
-
-    Placeholders are `%b` (binary): arrays then go as they are, element by element in C.
-
-    Django's default psycopg cursor binds client-side, rendering each array as a literal in
-    Python (a regex per element); binary binding sends the arrays as they are. Same
-    connection, so the caller's transaction holds. The values are already the Python types
-    of the columns (the services build them), so Django's per-value conversion is skipped.
-    """
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    # Binary results too: a returned timestamp is then loaded in C, not parsed from text in
-    # Python (a fifth of a 1,000-row lock SELECT's time).
-    raw.format = psycopg.pq.Format.BINARY
-    # Wrapped as Django wraps its own cursors: query logging, execute wrappers and the
-    # error translation apply as to every other statement.
-    if connection.queries_logged:
-        cursor = connection.make_debug_cursor(raw)
-    else:
-        cursor = connection.make_cursor(raw)
-    with cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if returns_rows else []  # tuples: the default row factory

@@ -23,7 +23,7 @@ from catalog.services import (
     products_lock,
     stock_apply,
 )
-from syncplatform.sql import select_row_for_update, update_row
+from syncplatform.sql import select_row_for_update, update_row, update_rows
 
 from .models import InboundEvent
 
@@ -106,9 +106,11 @@ def _apply_together(event_ids: Sequence[int]) -> None:
         stock = [(event, indexes) for event, indexes in pending if event.type == stock_type]
         prices = [(event, indexes) for event, indexes in pending if event.type != stock_type]
         results = {**_apply_group(stock), **_apply_group(prices)}
+        outcomes: dict[int, dict[str, Any]] = {}
         for event, indexes in pending:
             event.attempts += 1
-            _record_outcomes(event, indexes, results[event.pk])
+            outcomes[event.pk] = _outcomes(event, indexes, results[event.pk])
+        update_rows(InboundEvent, outcomes)
 
 
 def _apply_group(group: list[tuple[InboundEvent, list[int]]]) -> dict[int, list[ItemResult]]:
@@ -144,7 +146,7 @@ def _apply(event_id: int) -> None:
         indexes = event.pending_indexes()
         results = _apply_items(event.type, [event.payload[i] for i in indexes])
         event.attempts += 1
-        _record_outcomes(event, indexes, results)
+        update_row(InboundEvent, event.pk, _outcomes(event, indexes, results))
 
 
 def _count_failed_attempt(event_id: int) -> None:
@@ -187,9 +189,11 @@ def _apply_items(event_type: str, items: Sequence[dict[str, Any]]) -> list[ItemR
     )
 
 
-def _record_outcomes(
+def _outcomes(
     event: InboundEvent, indexes: list[int], results: Sequence[ItemResult]
-) -> None:
+) -> dict[str, Any]:
+    """Set the event's counters, errors and status from its items' results; return those
+    fields by name, for the caller to store."""
     if len(results) != len(indexes):
         raise RuntimeError(f"catalog answered {len(results)} results for {len(indexes)} items")
     applied = stale = 0
@@ -222,16 +226,12 @@ def _record_outcomes(
     else:
         event.status = InboundEvent.Status.PARTIALLY_APPLIED
     event.completed_at = timezone.now()
-    update_row(
-        InboundEvent,
-        event.pk,
-        {
-            "applied_items": event.applied_items,
-            "stale_items": event.stale_items,
-            "failed_items": event.failed_items,
-            "errors": event.errors,
-            "status": event.status,
-            "completed_at": event.completed_at,
-            "attempts": event.attempts,
-        },
-    )
+    return {
+        "applied_items": event.applied_items,
+        "stale_items": event.stale_items,
+        "failed_items": event.failed_items,
+        "errors": event.errors,
+        "status": event.status,
+        "completed_at": event.completed_at,
+        "attempts": event.attempts,
+    }
