@@ -106,6 +106,16 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "syncplatform.middleware.DatabaseUnavailableMiddleware",
 ]
+# Requests from machines, by path: webhooks, the JSON APIs (Bearer tokens or public),
+# health checks and metrics. syncplatform/wsgi.py serves them through MACHINE_MIDDLEWARE,
+# which leaves out what only pages for people in a browser use (sessions, CSRF,
+# authentication, messages, clickjacking, static files).
+MACHINE_PATH_PREFIXES = ("/webhooks/", "/api/", "/healthz", "/readyz", "/metrics")
+MACHINE_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "syncplatform.middleware.DatabaseUnavailableMiddleware",
+]
 # Seconds a client is asked to wait (Retry-After) while the database is unreachable.
 DATABASE_UNAVAILABLE_RETRY_AFTER = env_int("DATABASE_UNAVAILABLE_RETRY_AFTER", 10)
 
