@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from syncplatform.outbox.services import outbox_enqueue, outbox_enqueue_with_row
@@ -22,6 +22,7 @@ from .credentials import (
 )
 from .models import Connector, InboundEvent
 from .schemas import WebhookPayload
+from .selectors import connector_unchanged
 
 APPLY_TASK = "erp_connectors.apply_event"
 
@@ -150,6 +151,10 @@ class Intake(enum.Enum):
     CONFLICT = "conflict"  # same id, different body
 
 
+class ConnectorChanged(Exception):
+    """The connector changed (disabled, secrets rotated) after the copy the request used."""
+
+
 @dataclass(frozen=True)
 class IntakeResult:
     outcome: Intake
@@ -169,7 +174,9 @@ def event_record(
     Idempotent per (connector, webhook_id): a re-delivery with the same body changes
     nothing. The insert is tried first (new events are the common case: no SELECT before
     it) and skips a row that the unique constraint refuses, a re-delivery or the loser of
-    two racing identical deliveries, which then reads the stored row.
+    two racing identical deliveries, which then reads the stored row. It happens only if
+    `connector` is still enabled with the same secrets, else ConnectorChanged is raised:
+    the request was checked against an outdated copy and must be checked again.
     """
     inserted = outbox_enqueue_with_row(
         InboundEvent,
@@ -188,11 +195,12 @@ def event_record(
         task_name=APPLY_TASK,
         id_kwarg="event_id",
         dedup_prefix="event:",
+        guard=connector_unchanged(connector),
     )
     if inserted is None:
         winner = _event_for(connector, webhook_id)
-        if winner is None:  # deleted between the two statements
-            raise IntegrityError(f"event {webhook_id} neither inserted nor found")
+        if winner is None:  # the guard, not the unique constraint, stopped the insert
+            raise ConnectorChanged(connector.slug)
         return _compare(winner, body_sha256)
     event_id, status = inserted
     return IntakeResult(Intake.ACCEPTED, event_id, status)

@@ -14,9 +14,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from .http import error_response, event_status_path
+from .models import Connector
 from .schemas import ValidationFailed, body_decode, payload_parse, webhook_id_validate
-from .selectors import connector_get_enabled
-from .services import Intake, event_record
+from .selectors import connector_for_intake
+from .services import ConnectorChanged, Intake, event_record
 from .signatures import signature_verify
 
 _READ_CHUNK_BYTES = 64 * 1024
@@ -37,9 +38,12 @@ def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
     if declared is not None and declared > limit:
         return _too_large(limit)
 
-    connector = connector_get_enabled(slug=slug)
+    # This process's copy of the connector: if it has changed since (disabled, secrets
+    # rotated), the signature check or the insert's guard says so, and the request is
+    # checked again against the connector as it is now.
+    connector = connector_for_intake(slug=slug)
     if connector is None:
-        return error_response(404, "", "no such connector")
+        return _no_such_connector()
 
     raw = _read_body(request, limit)
     if raw is None:
@@ -50,9 +54,25 @@ def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
     except ValidationFailed as exc:
         return JsonResponse(exc.as_body(), status=400)
 
+    try:
+        return _accept(request, connector, raw, text, copy=True)
+    except ConnectorChanged:
+        connector = connector_for_intake(slug=slug, fresh=True)
+        if connector is None:
+            return _no_such_connector()
+        return _accept(request, connector, raw, text, copy=False)
+
+
+def _accept(
+    request: HttpRequest, connector: Connector, raw: bytes, text: str, *, copy: bool
+) -> HttpResponse:
+    """Check the signature and the body, record the event, answer. With a `copy` of the
+    connector, raise ConnectorChanged where the connector as it is now may answer otherwise."""
     if not signature_verify(
         secrets=connector.live_webhook_secrets, body=text, headers=request.headers
     ):
+        if copy:  # perhaps signed with a secret this copy does not know yet
+            raise ConnectorChanged(connector.slug)
         return error_response(
             401,
             "webhook-signature",
@@ -90,6 +110,10 @@ def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
     return JsonResponse(
         {"id": webhook_id, "status": result.status, "status_url": status_url}, status=202
     )
+
+
+def _no_such_connector() -> JsonResponse:
+    return error_response(404, "", "no such connector")
 
 
 def _declared_length(request: HttpRequest) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -22,7 +23,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Field, Model
+from django.db.models import CharField, Field, Model
 
 
 def insert_row(
@@ -31,19 +32,29 @@ def insert_row(
     *,
     conflict_fields: tuple[str, ...] = (),
     returning: tuple[str, ...] = ("pk",),
+    guard: Guard | None = None,
 ) -> tuple | None:
     """Insert one row of `model`; return its `returning` values, or None on a conflict.
 
     `values` are by field name, foreign keys by id. Fields not in `values` get their model
     default. With `conflict_fields`, a row that would violate their unique constraint is
-    skipped (nothing is written, None is returned) instead of raising.
+    skipped (nothing is written, None is returned) instead of raising. With a `guard`, the
+    row is inserted only where the guard's condition holds (else None, nothing written).
     """
     sql, params = insert_statement(
-        model, values, conflict_fields=conflict_fields, returning=returning
+        model, values, conflict_fields=conflict_fields, returning=returning, guard=guard
     )
     with statement_cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A condition (SQL, with its parameters) that must hold for an insert to happen."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
 
 
 def statement_cursor() -> CursorWrapper:
@@ -121,10 +132,13 @@ def insert_statement(
     *,
     conflict_fields: tuple[str, ...] = (),
     returning: tuple[str, ...] = ("pk",),
+    guard: Guard | None = None,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters insert_row executes, for use inside a larger statement."""
-    sql, fields = _insert_statement(model, conflict_fields, returning, _database().vendor)
-    return sql, prepared_values(fields, values)
+    sql, fields = _insert_statement(
+        model, conflict_fields, returning, guard.sql if guard else "", _database().vendor
+    )
+    return sql, [*prepared_values(fields, values), *(guard.params if guard else ())]
 
 
 def prepared_values(fields: Sequence[Field], values: Mapping[str, Any]) -> list[Any]:
@@ -140,7 +154,11 @@ def prepared_values(fields: Sequence[Field], values: Mapping[str, Any]) -> list[
 
 @functools.cache
 def _insert_statement(
-    model: type[Model], conflict_fields: tuple[str, ...], returning: tuple[str, ...], vendor: str
+    model: type[Model],
+    conflict_fields: tuple[str, ...],
+    returning: tuple[str, ...],
+    guard_sql: str,
+    vendor: str,
 ) -> tuple[str, list[Field]]:
     """The statement's text and the fields its parameters fill, made once per shape."""
     meta = model._meta
@@ -148,13 +166,28 @@ def _insert_statement(
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     columns = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({placeholders})"  # noqa: S608
+    sql = f"INSERT INTO {quote(meta.db_table)} ({columns})"
+    if guard_sql:
+        # Each value cast to its column's type: a SELECT list, unlike VALUES, does not take
+        # the types of the columns it goes into.
+        typed = ", ".join(f"CAST(%s AS {_value_type(field)})" for field in fields)
+        sql += f" SELECT {typed} WHERE {guard_sql}"
+    else:
+        sql += f" VALUES ({placeholders})"
     if conflict_fields:
         targets = ", ".join(quote(meta.get_field(name).column) for name in conflict_fields)
         sql += f" ON CONFLICT ({targets}) DO NOTHING"
     returned = [meta.pk if name == "pk" else meta.get_field(name) for name in returning]
     sql += " RETURNING " + ", ".join(quote(field.column) for field in returned)
     return sql, fields
+
+
+def _value_type(field: Field) -> str:
+    """The column's type for a CAST, without a length: a cast to varchar(n) would cut a
+    longer value short, where an insert refuses it."""
+    if isinstance(field, CharField):
+        return connection.ops.cast_char_field_without_max_length
+    return field.cast_db_type(connection)  # type: ignore[return-value]
 
 
 def select_row_for_update(model: type[Model], pk: Any) -> Model | None:

@@ -14,7 +14,13 @@ from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from syncplatform.sql import insert_row, insert_statement, prepared_values, statement_cursor
+from syncplatform.sql import (
+    Guard,
+    insert_row,
+    insert_statement,
+    prepared_values,
+    statement_cursor,
+)
 
 from .models import OutboxMessage
 from .publisher import BROKER_ERRORS, broker_connection, publish, route_for
@@ -70,11 +76,13 @@ def outbox_enqueue_with_row(
     task_name: str,
     id_kwarg: str,
     dedup_prefix: str,
+    guard: Guard | None = None,
 ) -> tuple | None:
     """Insert one `model` row and, if it went in, the task about it: kwargs {id_kwarg: pk}.
 
     Returns the row's pk followed by its `returning` fields, or None when `conflict_fields`
-    refused the row (then nothing is written). The message's dedup_key is dedup_prefix + pk.
+    refused the row or the `guard` did not hold (then nothing is written). The message's
+    dedup_key is dedup_prefix + pk.
     On PostgreSQL the two inserts are one statement (a data-modifying CTE), atomic without
     a transaction block: the webhook intake's whole write in one round trip instead of
     four. Elsewhere they run as insert_row plus outbox_enqueue in one transaction.
@@ -82,7 +90,11 @@ def outbox_enqueue_with_row(
     if connection.vendor != "postgresql":
         with transaction.atomic():
             row = insert_row(
-                model, values, conflict_fields=conflict_fields, returning=("pk", *returning)
+                model,
+                values,
+                conflict_fields=conflict_fields,
+                returning=("pk", *returning),
+                guard=guard,
             )
             if row is not None:
                 outbox_enqueue(
@@ -93,7 +105,7 @@ def outbox_enqueue_with_row(
         return row
 
     row_sql, row_params = insert_statement(
-        model, values, conflict_fields=conflict_fields, returning=("pk", *returning)
+        model, values, conflict_fields=conflict_fields, returning=("pk", *returning), guard=guard
     )
     message_sql, message_params = _message_for_row_statement(task_name, id_kwarg, dedup_prefix)
     sql = (

@@ -12,8 +12,12 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from erp_connectors.models import InboundEvent
-from erp_connectors.services import connector_rotate_webhook_secret, connector_save
+from erp_connectors.models import Connector, InboundEvent
+from erp_connectors.services import (
+    connector_forget_previous_secret,
+    connector_rotate_webhook_secret,
+    connector_save,
+)
 from syncplatform.outbox.models import OutboxMessage
 from tests.support.db_faults import writes_fail
 
@@ -332,6 +336,37 @@ def test_rotation_by_create_connector_keeps_the_old_secret_live(sender: Sender) 
     assert new != first
     assert sender.send(stock_body(), "evt_a", secret=first).status_code == 202
     assert sender.send(stock_body(), "evt_b", secret=new).status_code == 202
+
+
+# A web process keeps a copy of the connector between requests: a change made elsewhere (the
+# admin, another process) must count from the next webhook on, not from some later one.
+def test_a_new_secret_counts_from_the_next_webhook(sender: Sender) -> None:
+    connector = sender.credentials.connector
+    assert sender.send(stock_body(), "evt_a").status_code == 202
+    new = connector_rotate_webhook_secret(connector_id=connector.pk)
+    assert sender.send(stock_body(), "evt_b", secret=new).status_code == 202
+
+
+def test_a_forgotten_secret_is_refused_from_the_next_webhook(sender: Sender) -> None:
+    connector = sender.credentials.connector
+    old = sender.credentials.webhook_secret
+    connector_rotate_webhook_secret(connector_id=connector.pk)
+    assert sender.send(stock_body(), "evt_a", secret=old).status_code == 202
+    # When the rotation ends (the previous secret is forgotten)
+    assert connector_forget_previous_secret(connector_id=connector.pk)
+    # Then the old secret is refused at once, and nothing is stored for it
+    assert sender.send(stock_body(), "evt_b", secret=old).status_code == 401
+    assert list(InboundEvent.objects.values_list("webhook_id", flat=True)) == ["evt_a"]
+
+
+def test_a_connector_disabled_elsewhere_is_404_from_the_next_webhook(sender: Sender) -> None:
+    assert sender.send(stock_body(), "evt_a").status_code == 202
+    # When the connector is disabled by another process (a plain UPDATE, no signal here)
+    Connector.objects.filter(pk=sender.credentials.connector.pk).update(enabled=False)
+    # Then the next webhook is refused and nothing is stored for it
+    assert sender.send(stock_body(), "evt_b").status_code == 404
+    assert list(InboundEvent.objects.values_list("webhook_id", flat=True)) == ["evt_a"]
+    assert OutboxMessage.objects.count() == 1
 
 
 # -- 404: connector ---------------------------------------------------------------------------
