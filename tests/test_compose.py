@@ -28,7 +28,7 @@ from django.test import Client
 from gunicorn.util import import_app
 from kombu.utils.imports import symbol_by_name
 
-from syncplatform import launcher
+from syncplatform import launcher, wsgi
 from syncplatform.celery import app as project_celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,7 +369,9 @@ def test_gunicorn_serves_the_projects_wsgi_application() -> None:
     module = argv[1]
     assert f"{module}.application" == django_settings.WSGI_APPLICATION
     application = import_app(module)
-    assert isinstance(application, WSGIHandler)
+    # The project's own application: Django's handlers behind a dispatch by path
+    assert application is wsgi.application
+    assert isinstance(wsgi.MachineHandler(), WSGIHandler)
 
 
 def test_beat_uses_the_database_scheduler() -> None:
@@ -579,7 +581,7 @@ def test_operations_guide_covers_every_variable_and_metric() -> None:
 
 def test_the_launcher_runs_everything_but_the_storefront_at_a_lower_priority() -> None:
     processes = launcher.build_processes(dict(LAUNCHER_ENV))
-    niced = {name for name, command in processes.items() if "exec nice -n 5 " in command}
+    niced = {name for name, command in processes.items() if "exec nice -n 10 " in command}
     # worker-low lowers itself (WORKER_LOW_NICENESS), the storefront stays as it is
     assert niced == LONG_RUNNING - {"storefront", "worker-low"}
     unchanged = launcher.build_processes({**LAUNCHER_ENV, "STOREFRONT_FIRST_NICENESS": "0"})
