@@ -142,7 +142,7 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
     # webhook storm or a busy worker cannot keep a storefront read waiting for a core. The
     # storefront's database sessions are not raised with it (PostgreSQL has no priority per
     # session); its Python, most of a read's CPU, is. worker-low lowers itself further.
-    niceness = int(env.get("STOREFRONT_FIRST_NICENESS") or 5)
+    niceness = int(env.get("STOREFRONT_FIRST_NICENESS") or 10)
     if niceness > 0:
         for name, command in processes.items():
             if name not in {"storefront", "worker-low"}:
