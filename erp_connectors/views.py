@@ -92,6 +92,10 @@ def _accept(
         body_sha256=hashlib.sha256(raw).hexdigest(),
         payload=payload,
     )
+    if copy and result.outcome is not Intake.ACCEPTED:
+        # Nothing was inserted, so the guard never said whether the copy still holds (a
+        # re-delivery to a connector disabled since must be 404, not 200): ask again.
+        raise ConnectorChanged(connector.slug)
     status_url = request.build_absolute_uri(event_status_path(connector.slug, webhook_id))
     if result.outcome is Intake.CONFLICT:
         return error_response(

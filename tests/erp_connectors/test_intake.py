@@ -369,6 +369,15 @@ def test_a_connector_disabled_elsewhere_is_404_from_the_next_webhook(sender: Sen
     assert OutboxMessage.objects.count() == 1
 
 
+def test_a_redelivery_to_a_connector_disabled_elsewhere_is_404(sender: Sender) -> None:
+    assert sender.send(stock_body(), "evt_a").status_code == 202
+    Connector.objects.filter(pk=sender.credentials.connector.pk).update(enabled=False)
+    # When the ERP re-delivers the same event (nothing to insert, so no insert to guard)
+    response = sender.send(stock_body(), "evt_a")
+    # Then it is refused as any other webhook to a disabled connector
+    assert response.status_code == 404
+
+
 # -- 404: connector ---------------------------------------------------------------------------
 def test_unknown_connector_is_404(client: Client, db: None) -> None:
     body = json.dumps(stock_body())
