@@ -35,6 +35,12 @@ MAX_REPORTED_ERRORS = 100
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 # Digits, optionally a fraction; no sign, exponent or spaces in the string form.
 _AMOUNT_RE = re.compile(r"[0-9]+(\.[0-9]+)?")
+# An amount string already in the one spelling the checks give it (no leading zeros, no
+# trailing fraction zeros, within the column's digits): stored as it is.
+_CANONICAL_AMOUNT_RE = re.compile(
+    rf"(?:0|[1-9][0-9]{{0,{AMOUNT_MAX_DIGITS - AMOUNT_DECIMAL_PLACES - 1}}})"
+    rf"(?:\.[0-9]{{0,{AMOUNT_DECIMAL_PLACES - 1}}}[1-9])?"
+)
 # RFC 3339 date-time: the offset is mandatory, "T"/"Z" in either case.
 _RFC3339_RE = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})"
@@ -172,7 +178,60 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, An
 
 
 # -- items --------------------------------------------------------------------------------
+# Every item of every webhook passes here, so the common case, a well-formed item, is
+# recognised in one pass (`_stock_item`, `_price_item`) and returned exactly as the full
+# checks would return it; anything else goes to the full checks, which say what is wrong.
+# tests/erp_connectors/test_schemas.py holds the two to the same answers.
 def _stock_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
+    if type(raw) is dict:
+        sku, warehouse = raw.get("sku"), raw.get("warehouse")
+        quantity, updated_at = raw.get("quantity"), raw.get("updated_at")
+        if (
+            type(sku) is str
+            and 0 < len(sku) <= SKU_MAX_LENGTH
+            and sku.isprintable()
+            and type(warehouse) is str
+            and 0 < len(warehouse) <= WAREHOUSE_MAX_LENGTH
+            and warehouse.isprintable()
+            and type(quantity) is int
+            and 0 <= quantity <= QUANTITY_MAX
+            and type(updated_at) is str
+            and (version := _rfc3339(updated_at)) is not None
+        ):
+            return {
+                "sku": sku,
+                "warehouse": warehouse,
+                "quantity": quantity,
+                "updated_at": version.isoformat(),
+            }
+    return _stock_item_checked(raw, path, errors)
+
+
+def _price_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
+    if type(raw) is dict:
+        sku, currency = raw.get("sku"), raw.get("currency")
+        amount, updated_at = raw.get("amount"), raw.get("updated_at")
+        if (
+            type(sku) is str
+            and 0 < len(sku) <= SKU_MAX_LENGTH
+            and sku.isprintable()
+            and type(currency) is str
+            and _CURRENCY_RE.fullmatch(currency)
+            and type(amount) is str
+            and _CANONICAL_AMOUNT_RE.fullmatch(amount)
+            and type(updated_at) is str
+            and (version := _rfc3339(updated_at)) is not None
+        ):
+            return {
+                "sku": sku,
+                "currency": currency,
+                "amount": amount,
+                "updated_at": version.isoformat(),
+            }
+    return _price_item_checked(raw, path, errors)
+
+
+def _stock_item_checked(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         errors.append(FieldError(path, "must be an object"))
         return None
@@ -191,7 +250,7 @@ def _stock_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any]
     }
 
 
-def _price_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
+def _price_item_checked(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         errors.append(FieldError(path, "must be an object"))
         return None
@@ -311,10 +370,14 @@ def _rfc3339(value: str) -> datetime | None:
     match = _RFC3339_RE.fullmatch(value)
     if match is None:
         return None
-    # datetime keeps microseconds: longer fractions are truncated, as PostgreSQL would.
-    fraction = (match["fraction"] or "")[:6]
-    offset = match["offset"].upper().replace("Z", "+00:00")
-    text = f"{match['date']}T{match['time']}{'.' + fraction if fraction else ''}{offset}"
+    if value[10] == "T" and value[-1] != "z":
+        # The usual spelling: fromisoformat reads it as it is ("Z" included) and, like
+        # PostgreSQL, truncates a longer fraction to microseconds.
+        text = value
+    else:
+        fraction = (match["fraction"] or "")[:6]
+        offset = match["offset"].upper().replace("Z", "+00:00")
+        text = f"{match['date']}T{match['time']}{'.' + fraction if fraction else ''}{offset}"
     try:
         parsed = datetime.fromisoformat(text)
         # Out-of-range results (year 1 minus an offset) would only fail later, in the DB.
