@@ -96,7 +96,11 @@ def _accept(
         # Nothing was inserted, so the guard never said whether the copy still holds (a
         # re-delivery to a connector disabled since must be 404, not 200): ask again.
         raise ConnectorChanged(connector.slug)
-    status_url = request.build_absolute_uri(event_status_path(connector.slug, webhook_id))
+    # What build_absolute_uri() gives for this path (already quoted, ASCII), without its
+    # parsing and re-quoting.
+    status_url = f"{request.scheme}://{request.get_host()}" + event_status_path(
+        connector.slug, webhook_id
+    )
     if result.outcome is Intake.CONFLICT:
         return error_response(
             409, "webhook-id", "this webhook-id was already received with a different body"

@@ -145,11 +145,26 @@ def prepared_values(fields: Sequence[Field], values: Mapping[str, Any]) -> list[
     """Database parameters for these fields: the given value, else the field's default."""
     db = _database()
     return [
-        field.get_db_prep_save(
-            values[field.name] if field.name in values else field.get_default(), db
-        )
+        field.get_db_prep_save(values[field.name], db)
+        if field.name in values
+        else _prepared_default(field, db)
         for field in fields
     ]
+
+
+# (field, vendor) -> the field's constant default as prepared for that database.
+_constant_defaults: dict[tuple[Field, str], Any] = {}
+
+
+def _prepared_default(field: Field, db: BaseDatabaseWrapper) -> Any:
+    """The field's default as a parameter; prepared once per process where it is a constant
+    (most of an inbound event's columns start at their defaults)."""
+    if field.has_default() and callable(field.default):  # list, timezone.now …: new each time
+        return field.get_db_prep_save(field.get_default(), db)
+    key = (field, db.vendor)
+    if key not in _constant_defaults:
+        _constant_defaults[key] = field.get_db_prep_save(field.get_default(), db)
+    return _constant_defaults[key]
 
 
 @functools.cache
