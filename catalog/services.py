@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -48,24 +48,23 @@ from .models import (
 from .upsert import chunked, versioned_upsert
 
 
-@dataclass(frozen=True)
-class StockItem:
+# Items and results are immutable NamedTuples rather than frozen dataclasses: an import makes
+# several per row, and a frozen dataclass's __init__ costs more than twice as much.
+class StockItem(NamedTuple):
     sku: str
     warehouse: str
     quantity: int
     updated_at: datetime  # tz-aware
 
 
-@dataclass(frozen=True)
-class PriceItem:
+class PriceItem(NamedTuple):
     sku: str
     currency: str
     amount: Decimal
     updated_at: datetime  # tz-aware
 
 
-@dataclass(frozen=True)
-class ProductItem:
+class ProductItem(NamedTuple):
     sku: str
     name: str | None  # None: leave as is (an unknown sku then fails)
     active: bool | None  # None: leave as is (True for a new product)
@@ -78,8 +77,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     index: int
     outcome: Outcome
     code: str = ""

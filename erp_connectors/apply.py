@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -127,7 +126,7 @@ def _apply_group(group: list[tuple[InboundEvent, list[int]]]) -> dict[int, list[
     offset = 0
     for event, indexes in newest_first:
         by_event[event.pk] = [
-            replace(result, index=result.index - offset)
+            result._replace(index=result.index - offset)
             for result in results[offset : offset + len(indexes)]
         ]
         offset += len(indexes)

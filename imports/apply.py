@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from catalog.services import (
     UNKNOWN_SKU,
@@ -50,8 +50,8 @@ class RowOutcome(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-@dataclass(frozen=True)
-class RowResult:
+# A NamedTuple, as the catalog's items (catalog.services): one is made per row.
+class RowResult(NamedTuple):
     line: int
     outcome: RowOutcome
     error: RowError | None = None  # set when the outcome is FAILED

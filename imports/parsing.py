@@ -143,8 +143,8 @@ class CsvFormatError(Exception):
         self.line = line
 
 
-@dataclass(frozen=True)
-class RowError:
+# NamedTuples, as the catalog's items (catalog.services): one or two are made per row.
+class RowError(NamedTuple):
     """One data record that cannot be applied, as it appears in the error report."""
 
     line: int
@@ -154,8 +154,7 @@ class RowError:
     message: str
 
 
-@dataclass(frozen=True)
-class CatalogRow:
+class CatalogRow(NamedTuple):
     """One valid data record. `None` means the file does not give that value."""
 
     line: int
