@@ -187,12 +187,8 @@ def _stock_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any]
         sku, warehouse = raw.get("sku"), raw.get("warehouse")
         quantity, updated_at = raw.get("quantity"), raw.get("updated_at")
         if (
-            type(sku) is str
-            and 0 < len(sku) <= SKU_MAX_LENGTH
-            and sku.isprintable()
-            and type(warehouse) is str
-            and 0 < len(warehouse) <= WAREHOUSE_MAX_LENGTH
-            and warehouse.isprintable()
+            _plain_text(sku, SKU_MAX_LENGTH)
+            and _plain_text(warehouse, WAREHOUSE_MAX_LENGTH)
             and type(quantity) is int
             and 0 <= quantity <= QUANTITY_MAX
             and type(updated_at) is str
@@ -212,9 +208,7 @@ def _price_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any]
         sku, currency = raw.get("sku"), raw.get("currency")
         amount, updated_at = raw.get("amount"), raw.get("updated_at")
         if (
-            type(sku) is str
-            and 0 < len(sku) <= SKU_MAX_LENGTH
-            and sku.isprintable()
+            _plain_text(sku, SKU_MAX_LENGTH)
             and type(currency) is str
             and _CURRENCY_RE.fullmatch(currency)
             and type(amount) is str
@@ -229,6 +223,11 @@ def _price_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any]
                 "updated_at": version.isoformat(),
             }
     return _price_item_checked(raw, path, errors)
+
+
+def _plain_text(value: Any, max_length: int) -> bool:
+    """A string the full checks accept as it is: printable strings hold no Cc or Cs."""
+    return type(value) is str and 0 < len(value) <= max_length and value.isprintable()
 
 
 def _stock_item_checked(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
