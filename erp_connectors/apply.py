@@ -121,7 +121,7 @@ def _apply_group(group: list[tuple[InboundEvent, list[int]]]) -> dict[int, list[
         return {}
     newest_first = group[::-1]
     items = [event.payload[i] for event, indexes in newest_first for i in indexes]
-    results = _apply_items(group[0][0].type, items)
+    results = normalised_items_apply(group[0][0].type, items)
     by_event: dict[int, list[ItemResult]] = {}
     offset = 0
     for event, indexes in newest_first:
@@ -143,7 +143,7 @@ def _apply(event_id: int) -> None:
             logger.info("inbound event %s already %s; nothing to apply", event_id, event.status)
             return
         indexes = event.pending_indexes()
-        results = _apply_items(event.type, [event.payload[i] for i in indexes])
+        results = normalised_items_apply(event.type, [event.payload[i] for i in indexes])
         event.attempts += 1
         update_row(InboundEvent, event.pk, _outcomes(event, indexes, results))
 
@@ -162,7 +162,8 @@ def _count_failed_attempt(event_id: int) -> None:
         logger.warning("could not count the failed attempt of event %s", event_id, exc_info=True)
 
 
-def _apply_items(event_type: str, items: Sequence[dict[str, Any]]) -> list[ItemResult]:
+def normalised_items_apply(event_type: str, items: Sequence[dict[str, Any]]) -> list[ItemResult]:
+    """Apply items as the schema checks normalised them (webhook payloads, ERP pages)."""
     if event_type == InboundEvent.Type.STOCK_UPDATED:
         return stock_apply(
             items=[

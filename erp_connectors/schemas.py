@@ -104,7 +104,7 @@ def body_decode(body: bytes) -> str:
 
 def payload_parse(text: str) -> WebhookPayload:
     """Parse and validate a webhook body; raise ValidationFailed listing every problem."""
-    document = _json_load(text)
+    document = json_load(text)
     errors: list[FieldError] = []
     if not isinstance(document, dict):
         raise ValidationFailed([FieldError("", "must be a JSON object")])
@@ -133,7 +133,7 @@ def payload_parse(text: str) -> WebhookPayload:
         errors.append(FieldError("data.items", f"must hold 1 to {MAX_ITEMS} items"))
     elif type_ok:
         validate_item = (
-            _stock_item if event_type == InboundEvent.Type.STOCK_UPDATED else _price_item
+            stock_item_check if event_type == InboundEvent.Type.STOCK_UPDATED else price_item_check
         )
         for index, raw in enumerate(data["items"]):
             item = validate_item(raw, f"data.items[{index}]", errors)
@@ -147,7 +147,7 @@ def payload_parse(text: str) -> WebhookPayload:
 
 
 # -- JSON ---------------------------------------------------------------------------------
-def _json_load(text: str) -> Any:
+def json_load(text: str) -> Any:
     try:
         # Numbers with a fraction or exponent become Decimals: exact amounts, no float
         # rounding, and 1e400 stays a finite (if absurd) number instead of becoming inf.
@@ -179,10 +179,10 @@ def _object_without_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, An
 
 # -- items --------------------------------------------------------------------------------
 # Every item of every webhook passes here, so the common case, a well-formed item, is
-# recognised in one pass (`_stock_item`, `_price_item`) and returned exactly as the full
+# recognised in one pass (`stock_item_check`, `price_item_check`) and returned exactly as the full
 # checks would return it; anything else goes to the full checks, which say what is wrong.
 # tests/erp_connectors/test_schemas.py holds the two to the same answers.
-def _stock_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
+def stock_item_check(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
     if type(raw) is dict:
         sku, warehouse = raw.get("sku"), raw.get("warehouse")
         quantity, updated_at = raw.get("quantity"), raw.get("updated_at")
@@ -203,7 +203,7 @@ def _stock_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any]
     return _stock_item_checked(raw, path, errors)
 
 
-def _price_item(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
+def price_item_check(raw: Any, path: str, errors: list[FieldError]) -> dict[str, Any] | None:
     if type(raw) is dict:
         sku, currency = raw.get("sku"), raw.get("currency")
         amount, updated_at = raw.get("amount"), raw.get("updated_at")

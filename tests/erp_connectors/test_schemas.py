@@ -1,6 +1,6 @@
 """The items' one-pass checks answer exactly as the full checks do.
 
-`_stock_item` and `_price_item` recognise a well-formed item in one pass and hand anything
+`stock_item_check` and `price_item_check` recognise a well-formed item in one pass and hand anything
 else to the full checks; whatever they accept must be stored exactly as the full checks
 would store it, and nothing the full checks refuse may get through.
 """
@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from erp_connectors.schemas import (
     FieldError,
-    _price_item,
     _price_item_checked,
-    _stock_item,
     _stock_item_checked,
+    price_item_check,
+    stock_item_check,
 )
 
 # Values near the edges of what the checks accept, with some plainly wrong ones.
@@ -121,22 +121,22 @@ def answers(check: Any, raw: Any) -> tuple[Any, list[FieldError]]:
 @settings(max_examples=500)
 @given(stock_items)
 def test_a_stock_item_gets_the_answer_of_the_full_checks(raw: Any) -> None:
-    assert answers(_stock_item, raw) == answers(_stock_item_checked, raw)
+    assert answers(stock_item_check, raw) == answers(_stock_item_checked, raw)
 
 
 @settings(max_examples=500)
 @given(price_items)
 def test_a_price_item_gets_the_answer_of_the_full_checks(raw: Any) -> None:
-    assert answers(_price_item, raw) == answers(_price_item_checked, raw)
+    assert answers(price_item_check, raw) == answers(_price_item_checked, raw)
 
 
 def test_common_items_are_stored_in_their_one_spelling() -> None:
     at = "2026-11-22T10:00:00Z"
     stock = {"sku": "SKU-1", "warehouse": "main", "quantity": 5, "updated_at": at}
     price = {"sku": "SKU-1", "currency": "EUR", "amount": "19.90", "updated_at": at}
-    assert answers(_stock_item, stock) == (
+    assert answers(stock_item_check, stock) == (
         {**stock, "updated_at": "2026-11-22T10:00:00+00:00"},
         [],
     )
-    assert answers(_price_item, price)[0]["amount"] == "19.9"
-    assert answers(_price_item, {**price, "amount": "19.99"})[0]["amount"] == "19.99"
+    assert answers(price_item_check, price)[0]["amount"] == "19.9"
+    assert answers(price_item_check, {**price, "amount": "19.99"})[0]["amount"] == "19.99"
