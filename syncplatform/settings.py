@@ -206,6 +206,28 @@ STORAGES = {
 # CONTRACT §2: bodies up to 5 MB; larger ones get 413 before they are read.
 ERP_WEBHOOK_MAX_BODY_BYTES = env_int("ERP_WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024)
 
+# --- Reconciliation (erp_connectors/reconciliation.py, CONTRACT §5) ---------------------
+# (connect, read) seconds for every call to an ERP's REST API: a slow ERP must not hold a worker.
+RECONCILE_TIMEOUT = (
+    env_float("RECONCILE_CONNECT_TIMEOUT", 5.0),
+    env_float("RECONCILE_READ_TIMEOUT", 30.0),
+)
+# Retries of one call after a connection error, a timeout, a 429 or a 5xx; then the run fails.
+RECONCILE_MAX_RETRIES = env_int("RECONCILE_MAX_RETRIES", 4)
+# Backoff between those retries: none before the first, then factor * 2**(n-1) seconds plus
+# up to `factor` seconds of jitter, so many connectors' retries do not arrive together.
+RECONCILE_BACKOFF_FACTOR = env_float("RECONCILE_BACKOFF_FACTOR", 2.0)
+# The longest wait before one retry, also when the ERP's Retry-After asks for more: it bounds
+# a call at about (retries + 1) * (connect + read) + retries * this.
+RECONCILE_MAX_RETRY_WAIT = env_int("RECONCILE_MAX_RETRY_WAIT", 60)
+# A run that moved no counter for this long is taken as abandoned (its process died), so a
+# new run may start. It must outlast the slowest page (the bound above).
+RECONCILE_STALE_SECONDS = env_int("RECONCILE_STALE_SECONDS", 1800)
+# Hard time limit of a reconciliation task (soft limit one minute earlier): a whole catalog
+# takes longer than the default limits of other tasks. Below the visibility timeout, or Redis
+# would hand a running reconciliation to a second worker.
+RECONCILE_TIME_LIMIT = env_int("RECONCILE_TIME_LIMIT", 3300)
+
 # --- Email and alerts -------------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
@@ -300,6 +322,10 @@ RETRY_MAX_ATTEMPTS = env_int("RETRY_MAX_ATTEMPTS", 5)
 RETRY_DEADLINE_SECONDS = env_float("RETRY_DEADLINE_SECONDS", 2 * 3600.0)
 if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= RETRY_BACKOFF_CAP:
     raise ImproperlyConfigured("RETRY_BACKOFF_CAP must be shorter than the visibility timeout")
+if not 60 < RECONCILE_TIME_LIMIT < CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]:
+    raise ImproperlyConfigured(
+        "RECONCILE_TIME_LIMIT must be over 60 s and shorter than the visibility timeout"
+    )
 
 # --- Outbox relay (syncplatform/outbox) -------------------------------------------------
 OUTBOX_RELAY_BATCH_SIZE = env_int("OUTBOX_RELAY_BATCH_SIZE", 200)
