@@ -9,7 +9,8 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from .credentials import api_token_generate, api_token_hash, webhook_secret_generate
-from .models import Connector, InboundEvent
+from .models import Connector, InboundEvent, ReconciliationRun
+from .reconciliation import ReconciliationNotPossible, reconciliation_queue
 from .services import (
     NothingToRetry,
     connector_forget_previous_secret,
@@ -39,7 +40,12 @@ class ConnectorAdmin(admin.ModelAdmin):
     list_filter = ("enabled",)
     search_fields = ("slug", "name")
     readonly_fields = ("webhook_secret_rotated_at", "created_at", "updated_at")
-    actions = ("rotate_webhook_secret", "forget_previous_secret", "reset_api_token")
+    actions = (
+        "rotate_webhook_secret",
+        "forget_previous_secret",
+        "reset_api_token",
+        "reconcile_now",
+    )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Connector | None = None) -> Any:
         # The slug is part of the ERP's webhook URL: changing it would break the ERP.
@@ -83,6 +89,26 @@ class ConnectorAdmin(admin.ModelAdmin):
         for connector in queryset:
             token = connector_reset_api_token(connector_id=connector.pk)
             self._show_once(request, connector, api_token=token)
+
+    @admin.action(
+        description="Reconcile now (stock and prices from the ERP)", permissions=["change"]
+    )
+    def reconcile_now(self, request: HttpRequest, queryset: QuerySet[Connector]) -> None:
+        queued: list[str] = []
+        for connector in queryset:
+            try:
+                reconciliation_queue(connector=connector, trigger=ReconciliationRun.Trigger.ADMIN)
+            except ReconciliationNotPossible as exc:
+                self.message_user(request, f"Not queued: {exc}.", messages.WARNING)
+            else:
+                queued.append(connector.slug)
+        if queued:
+            self.message_user(
+                request,
+                f"Reconciliation queued for {', '.join(queued)}; "
+                "follow it under Reconciliation runs.",
+                messages.SUCCESS,
+            )
 
     def _show_once(self, request: HttpRequest, connector: Connector, **values: str) -> None:
         shown = format_html_join(", ", "{}: <code>{}</code>", values.items())
@@ -153,4 +179,59 @@ class InboundEventAdmin(admin.ModelAdmin):
             request,
             f"Queued the failed items of {queued} event(s); {skipped} had nothing to retry.",
             messages.SUCCESS if queued else messages.WARNING,
+        )
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin):
+    """Read-only: runs are recorded by the reconciliation itself."""
+
+    list_display = (
+        "id",
+        "connector",
+        "trigger",
+        "status",
+        "found",
+        "fixed",
+        "in_sync",
+        "failed",
+        "started_at",
+        "finished_at",
+    )
+    list_filter = ("status", "trigger", "connector")
+    date_hierarchy = "started_at"
+    list_select_related = ("connector",)
+    exclude = ("errors",)
+    readonly_fields = (
+        *(f.name for f in ReconciliationRun._meta.fields if f.name != "errors"),
+        "in_sync",
+        "failed_items",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="In sync")
+    def in_sync(self, obj: ReconciliationRun) -> int:
+        return obj.in_sync
+
+    @admin.display(description="Failed items (first 100)")
+    def failed_items(self, obj: ReconciliationRun) -> str:
+        if not obj.errors:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e["kind"], e["sku"], e["code"], e["message"]) for e in obj.errors),
+        )
+        return format_html(
+            "<table><thead><tr><th>Kind</th><th>SKU</th><th>Code</th><th>Message</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            rows,
         )

@@ -122,3 +122,64 @@ class InboundEvent(models.Model):
         if not self.has_run:
             return list(range(len(self.payload)))
         return [error["index"] for error in self.errors]
+
+
+class ReconciliationRun(models.Model):
+    """One pass over an ERP's own view of stock and prices (CONTRACT §5), and what it found.
+
+    Counters move in the transaction that applies each page, so they never go backwards and
+    `found = fixed + in_sync + failed` holds at every commit.
+    """
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Schedule"
+        ADMIN = "admin", "Admin"
+        COMMAND = "command", "Command"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    connector = models.ForeignKey(
+        Connector, on_delete=models.PROTECT, related_name="reconciliation_runs", db_index=False
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    # Moves with every page: a running run whose heartbeat is old was abandoned.
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    # Items the ERP listed, stock and prices together.
+    found = models.PositiveIntegerField(default=0)
+    # Items where the ERP was newer than the catalog (drift), applied.
+    fixed = models.PositiveIntegerField(default=0)
+    # Items refused: invalid, or an unknown sku.
+    failed = models.PositiveIntegerField(default=0)
+    # The first refused items: [{"kind", "sku", "code", "message"}], at most 100.
+    errors = models.JSONField(default=list, blank=True)
+    # Why a failed run stopped, for people; never holds a credential.
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-started_at",)
+        constraints = [
+            # One run per connector at a time; a second start is refused (reconciliation.py).
+            models.UniqueConstraint(
+                fields=["connector"],
+                condition=Q(status="running"),
+                name="erp_reconciliation_one_running",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["connector", "-started_at"], name="erp_reconciliation_conn_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connector_id}:{self.pk}"
+
+    @property
+    def in_sync(self) -> int:
+        """Items the catalog already had, as new as the ERP's or newer."""
+        return self.found - self.fixed - self.failed
