@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -30,6 +30,7 @@ class PlatformCollector(Collector):
         yield from self._outbox()
         yield from self._dead_letters()
         yield from self._queues()
+        yield from self._imports()
 
     def _outbox(self) -> Iterator[Metric]:
         pending = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(
@@ -79,6 +80,29 @@ class PlatformCollector(Collector):
         yield depth
         yield age
         yield up
+
+    def _imports(self) -> Iterator[Metric]:
+        # Imported here: the foundation's metrics read one app's tables, not the reverse.
+        from imports.models import ImportRun
+
+        runs = GaugeMetricFamily(
+            "syncplatform_import_runs", "Import runs by status", labels=["status"]
+        )
+        by_status = dict(ImportRun.objects.values_list("status").annotate(n=Count("pk")).order_by())
+        for status in ImportRun.Status.values:
+            runs.add_metric([status], by_status.get(status, 0))
+        rows = GaugeMetricFamily(
+            "syncplatform_import_rows",
+            "Rows of the recorded import runs by outcome (a retried row moves from failed)",
+            labels=["outcome"],
+        )
+        totals = ImportRun.objects.aggregate(
+            succeeded=Sum("succeeded_rows"), failed=Sum("failed_rows"), skipped=Sum("skipped_rows")
+        )
+        for outcome, total in totals.items():
+            rows.add_metric([outcome], total or 0)
+        yield runs
+        yield rows
 
 
 def _oldest_age(raw: bytes | None, now: float) -> float:
