@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -22,6 +23,7 @@ from catalog.services import (
     products_lock,
     stock_apply,
 )
+from syncplatform.counters import EVENT_ITEMS, EVENTS_COMPLETED
 from syncplatform.sql import select_row_for_update, update_row, update_rows
 
 from .models import InboundEvent
@@ -193,7 +195,8 @@ def _outcomes(
     event: InboundEvent, indexes: list[int], results: Sequence[ItemResult]
 ) -> dict[str, Any]:
     """Set the event's counters, errors and status from its items' results; return those
-    fields by name, for the caller to store."""
+    fields by name, for the caller to store in its transaction. The metrics count them
+    when that transaction commits."""
     if len(results) != len(indexes):
         raise RuntimeError(f"catalog answered {len(results)} results for {len(indexes)} items")
     applied = stale = 0
@@ -226,6 +229,9 @@ def _outcomes(
     else:
         event.status = InboundEvent.Status.PARTIALLY_APPLIED
     event.completed_at = timezone.now()
+    transaction.on_commit(
+        partial(_count_outcomes, event.type, event.status, applied, stale, len(errors))
+    )
     return {
         "applied_items": event.applied_items,
         "stale_items": event.stale_items,
@@ -235,3 +241,10 @@ def _outcomes(
         "completed_at": event.completed_at,
         "attempts": event.attempts,
     }
+
+
+def _count_outcomes(event_type: str, status: str, applied: int, stale: int, failed: int) -> None:
+    EVENTS_COMPLETED.inc(event_type, status)
+    for outcome, count in (("applied", applied), ("stale", stale), ("failed", failed)):
+        if count:
+            EVENT_ITEMS.inc(event_type, outcome, amount=count)

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from syncplatform.counters import WEBHOOK_ANSWERS
+
 from .http import error_response, event_status_path
 from .models import Connector
 from .schemas import ValidationFailed, body_decode, payload_parse, webhook_id_validate
@@ -27,40 +29,48 @@ _READ_CHUNK_BYTES = 64 * 1024
 # headers cost about 4 % of the intake's CPU. The one answer to other methods says no-store.
 @csrf_exempt
 def webhook_receive(request: HttpRequest, slug: str) -> HttpResponse:
+    response, connector_slug = _receive(request, slug)
+    WEBHOOK_ANSWERS.inc(connector_slug, str(response.status_code))
+    return response
+
+
+def _receive(request: HttpRequest, slug: str) -> tuple[HttpResponse, str]:
+    """Answer the delivery; also return the connector's slug, or "" when none was found
+    (the metric's labels take only slugs of real connectors, not whatever a caller sends)."""
     if request.method != "POST":
         response = error_response(405, "", "only POST is allowed")
         response["Allow"] = "POST"
         response["Cache-Control"] = "no-store"
-        return response
+        return response, ""
 
     limit = settings.ERP_WEBHOOK_MAX_BODY_BYTES
     declared = _declared_length(request)
     if declared is not None and declared > limit:
-        return _too_large(limit)
+        return _too_large(limit), ""
 
     # This process's copy of the connector: if it has changed since (disabled, secrets
     # rotated), the signature check or the insert's guard says so, and the request is
     # checked again against the connector as it is now.
     connector = connector_for_intake(slug=slug)
     if connector is None:
-        return _no_such_connector()
+        return _no_such_connector(), ""
 
     raw = _read_body(request, limit)
     if raw is None:
-        return _too_large(limit)
+        return _too_large(limit), slug
 
     try:
         text = body_decode(raw)
     except ValidationFailed as exc:
-        return JsonResponse(exc.as_body(), status=400)
+        return JsonResponse(exc.as_body(), status=400), slug
 
     try:
-        return _accept(request, connector, raw, text, copy=True)
+        return _accept(request, connector, raw, text, copy=True), slug
     except ConnectorChanged:
         connector = connector_for_intake(slug=slug, fresh=True)
         if connector is None:
-            return _no_such_connector()
-        return _accept(request, connector, raw, text, copy=False)
+            return _no_such_connector(), ""
+        return _accept(request, connector, raw, text, copy=False), slug
 
 
 def _accept(

@@ -1,10 +1,17 @@
 """The Celery app: configured from Django settings (CELERY_*), tasks found per app."""
 
 import os
+import time
 
-from celery import Celery
-from celery.signals import celeryd_after_setup, task_postrun, task_prerun
+from celery import Celery, Task
+from celery.signals import (
+    celeryd_after_setup,
+    task_postrun,
+    task_prerun,
+    worker_process_shutdown,
+)
 
+from . import counters
 from .priority import session_follows_niceness
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
@@ -45,3 +52,30 @@ def _close_old_database_connections(**kwargs: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+# When each running task started, by task id (a pool process runs one task at a time, a
+# thread pool several).
+_started: dict[str, float] = {}
+
+
+@task_prerun.connect
+def _note_task_start(task_id: str, **kwargs: object) -> None:
+    _started[task_id] = time.monotonic()
+
+
+@task_postrun.connect
+def _record_task_duration(
+    task_id: str, task: Task, state: str | None = None, **kwargs: object
+) -> None:
+    started = _started.pop(task_id, None)
+    if started is not None:
+        counters.TASK_DURATION.observe(
+            time.monotonic() - started, task.name, (state or "unknown").lower()
+        )
+
+
+@worker_process_shutdown.connect
+def _flush_counters(**kwargs: object) -> None:
+    """A pool process leaves with os._exit: no timer or atexit hook would run."""
+    counters.flush()

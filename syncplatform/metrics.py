@@ -1,28 +1,32 @@
-"""Prometheus metrics, read from the database and the broker at scrape time.
+"""Prometheus metrics, read from the database and Redis at scrape time.
 
-Reading state at scrape time (instead of counting in-process) keeps the numbers right no
-matter which process or host did the work, and needs no multiprocess registry.
+State (backlogs, queues, runs) is read where it lives, and counts of what happened
+(webhook answers, event outcomes, task durations) are totalled in Redis by every process
+(syncplatform/counters.py), so the numbers are right no matter which process or host did
+the work, and need no multiprocess registry.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 
-from django.conf import settings
+import redis
 from django.db.models import Count, Min, Sum
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from syncplatform.celery import app as celery_app
+from syncplatform import counters
 from syncplatform.deadletters.models import DeadLetter
 from syncplatform.outbox.models import OutboxMessage
-
-PUBLISHED_AT_HEADER = "published_at"
+from syncplatform.queue_state import BrokerUnavailable, queue_states
 
 
 class PlatformCollector(Collector):
@@ -31,6 +35,7 @@ class PlatformCollector(Collector):
         yield from self._dead_letters()
         yield from self._queues()
         yield from self._imports()
+        yield from self._shared_counters()
 
     def _outbox(self) -> Iterator[Metric]:
         pending = OutboxMessage.objects.filter(published_at__isnull=True).aggregate(
@@ -68,14 +73,11 @@ class PlatformCollector(Collector):
         )
         up = GaugeMetricFamily("syncplatform_broker_up", "1 when the broker answered")
         try:
-            with celery_app.connection_for_read() as conn:
-                client = conn.default_channel.client
-                now = time.time()
-                for queue in settings.QUEUE_NAMES:
-                    depth.add_metric([queue], client.llen(queue))
-                    age.add_metric([queue], _oldest_age(client.lindex(queue, -1), now))
+            for state in queue_states():
+                depth.add_metric([state.name], state.depth)
+                age.add_metric([state.name], state.oldest_age)
             up.add_metric([], 1)
-        except Exception:
+        except BrokerUnavailable:
             up.add_metric([], 0)
         yield depth
         yield age
@@ -104,16 +106,43 @@ class PlatformCollector(Collector):
         yield runs
         yield rows
 
+    def _shared_counters(self) -> Iterator[Metric]:
+        """Counts and durations added up by every process (syncplatform/counters.py)."""
+        try:
+            totals = counters.totals()
+        except redis.RedisError:
+            return  # syncplatform_broker_up says so
+        for definition in counters.REGISTRY:
+            if isinstance(definition, counters.Histogram):
+                yield _histogram(definition, totals)
+                continue
+            family = CounterMetricFamily(
+                definition.name, definition.documentation, labels=definition.labels
+            )
+            for values, total in sorted(totals.get(definition.name, {}).items()):
+                family.add_metric(list(values), total)
+            yield family
 
-def _oldest_age(raw: bytes | None, now: float) -> float:
-    """Kombu pushes on the left and pops on the right: the right end is the oldest."""
-    if not raw:
-        return 0.0
-    try:
-        published = json.loads(raw)["headers"].get(PUBLISHED_AT_HEADER)
-    except (ValueError, KeyError, TypeError):
-        return 0.0
-    return max(0.0, now - float(published)) if published else 0.0
+
+def _histogram(
+    definition: counters.Histogram, totals: dict[str, dict[tuple[str, ...], float]]
+) -> Metric:
+    family = HistogramMetricFamily(
+        definition.name, definition.documentation, labels=definition.labels
+    )
+    buckets = totals.get(definition.name, {})
+    sums = totals.get(definition.name + "_sum", {})
+    for values, count in sorted(totals.get(definition.name + "_count", {}).items()):
+        cumulative = 0.0
+        series: list[tuple[str, float]] = []
+        for bound in definition.buckets:
+            text = counters.bound_text(bound)
+            cumulative += buckets.get((*values, text), 0.0)
+            series.append((text, cumulative))
+        # The count is flushed with its bucket in one pipeline; +Inf is the count itself.
+        series[-1] = ("+Inf", count)
+        family.add_metric(list(values), series, sums.get(values, 0.0))
+    return family
 
 
 registry = CollectorRegistry(auto_describe=False)

@@ -83,7 +83,8 @@ def publish(message: OutboxMessage, *, connection: Connection | None = None) -> 
             "dedup_key": message.dedup_key,
             "outbox_id": message.pk,
             FIRST_ATTEMPT_HEADER: message.created_at.timestamp(),
-            # Read by /metrics to tell how long the oldest message has waited in its queue.
+            # Read by syncplatform/queue_state.py (/metrics, alerts): how long the oldest
+            # message has waited in its queue.
             "published_at": time.time(),
         },
         # Fail fast: the row stays in the outbox and the relay tries again later.
