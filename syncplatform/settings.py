@@ -246,6 +246,27 @@ EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(RUN_DIR / "mail"))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "syncplatform@localhost")
 ALERT_EMAILS = env_list("ALERT_EMAILS", "")
 ALERT_WEBHOOK_URL = os.environ.get("ALERT_WEBHOOK_URL", "")
+# Operator alerts (notifications/alerts.py, CONTRACT §6). Each condition is announced at most
+# once per window; windows follow the clock (with 3600, each whole hour).
+ALERT_WINDOW_SECONDS = env_int("ALERT_WINDOW_SECONDS", 3600)
+# Beat's interval for the check, used when the migration installs it; the admin edits it after.
+ALERT_CHECK_SECONDS = env_int("ALERT_CHECK_SECONDS", 60)
+# Longest wait of a queue's oldest message. `high` carries webhook applies and must stay fast;
+# `low` carries import batches and reconciliation, which may queue behind a long run.
+ALERT_QUEUE_LAG_SLO_SECONDS = {
+    "high": env_int("ALERT_QUEUE_LAG_SLO_HIGH", 60),
+    "default": env_int("ALERT_QUEUE_LAG_SLO_DEFAULT", 300),
+    "low": env_int("ALERT_QUEUE_LAG_SLO_LOW", 1800),
+}
+# The relay publishes within a second or two; a row this old means publishing has stopped.
+ALERT_OUTBOX_AGE_SECONDS = env_int("ALERT_OUTBOX_AGE_SECONDS", 120)
+# The relay announces a broker outage itself (the check runs through the broker) once it
+# has lasted this long: shorter blips are retried without waking anyone.
+ALERT_BROKER_DOWN_SECONDS = env_int("ALERT_BROKER_DOWN_SECONDS", 60)
+# An open import run whose counters have not moved for this long (a batch takes seconds).
+ALERT_IMPORT_STALL_SECONDS = env_int("ALERT_IMPORT_STALL_SECONDS", 1800)
+if ALERT_WINDOW_SECONDS < 1 or ALERT_CHECK_SECONDS < 1:
+    raise ImproperlyConfigured("ALERT_WINDOW_SECONDS and ALERT_CHECK_SECONDS must be positive")
 
 # --- Redis and Celery -------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6390/0"

@@ -23,6 +23,7 @@ import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 from syncplatform.celery import app as celery_app
@@ -35,6 +36,12 @@ logger = logging.getLogger(__name__)
 
 # The channel the outbox table's trigger notifies on commit (migration 0002).
 NOTIFY_CHANNEL = "outbox_message"
+
+
+# Sent by the relay on each failed pass while the broker is down, with `error` and
+# `down_seconds`: the operator alerts announce the outage from here, as nothing that
+# travels through the broker can.
+broker_unavailable = Signal()
 
 
 class BrokerUnavailable(Exception):
@@ -175,6 +182,7 @@ class Relay:
     def run(self) -> None:
         backoff = 0.0
         next_prune = 0.0
+        down_since = 0.0  # monotonic time of the first failed pass of an outage
         while not self.stopping:
             try:
                 # Subscribed before the pass, so a commit during the pass ends the next wait.
@@ -184,6 +192,8 @@ class Relay:
             except BrokerUnavailable as exc:
                 backoff = min(self.max_backoff, max(1.0, backoff * 2))
                 logger.warning("broker unavailable (%s); retrying in %.0fs", exc, backoff)
+                down_since = down_since or time.monotonic()
+                self._report_outage(exc, time.monotonic() - down_since)
                 self._sleep(backoff)
                 continue
             except Exception:
@@ -195,6 +205,7 @@ class Relay:
             if backoff:
                 logger.info("broker reachable again; relaying")
                 backoff = 0.0
+            down_since = 0.0
             if published:
                 logger.info("published %d outbox message(s)", published)
             if time.monotonic() >= next_prune:
@@ -210,6 +221,14 @@ class Relay:
                     # one per commit is what saturated a 2-core host at 100 webhooks/s.
                     self._sleep(pass_started + self.gather_seconds - time.monotonic())
         logger.info("outbox relay stopped")
+
+    def _report_outage(self, exc: BrokerUnavailable, down_seconds: float) -> None:
+        answers = broker_unavailable.send_robust(
+            sender=type(self), error=str(exc), down_seconds=down_seconds
+        )
+        for receiver, answer in answers:
+            if isinstance(answer, Exception):
+                logger.warning("broker outage receiver %r failed: %r", receiver, answer)
 
     def _listen(self) -> None:
         """On PostgreSQL, LISTEN for the outbox trigger's notifications on this connection.
