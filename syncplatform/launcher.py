@@ -133,7 +133,7 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
         ),
         "beat": (
             f"exec {celery} -A syncplatform beat --loglevel=INFO --pidfile="
-            " --scheduler django_celery_beat.schedulers:DatabaseScheduler"
+            " --scheduler syncplatform.beat:LeaderScheduler"
         ),
         # Flower reads FLOWER_BASIC_AUTH from the environment, so it never shows in `ps`.
         "flower": f"exec {celery} -A syncplatform flower --address=127.0.0.1 --port={flower_port}",

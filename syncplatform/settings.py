@@ -317,8 +317,15 @@ CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 7 * 24 * 3600)
-# Beat reads its schedule from the database, so operators edit it in the admin.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat reads its schedule from the database, so operators edit it in the admin; of several
+# beat processes only the holder of a lease in Redis sends (syncplatform/beat.py).
+CELERY_BEAT_SCHEDULER = "syncplatform.beat:LeaderScheduler"
+# Seconds the leader's lease lasts unless renewed: a standby beat takes over this long after
+# the leader dies. The leader renews it at least every third of it, so keep it well above the
+# time a beat pass takes (a database query and a publish).
+BEAT_LEASE_SECONDS = env_int("BEAT_LEASE_SECONDS", 30)
+if BEAT_LEASE_SECONDS < 2:
+    raise ImproperlyConfigured("BEAT_LEASE_SECONDS must be at least 2")
 # Task events feed Flower's live view.
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)
 # No "task-sent" event: it doubles the cost of every publish (a Redis PUBLISH and its

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import requests
+from django.conf import settings
 from django.db import connection
 
 from tests.support.waiting import wait_until
@@ -154,6 +155,41 @@ class Worker(PlatformProcess):
 
     def pool_children(self) -> list[psutil.Process]:
         return psutil.Process(self.pid).children()
+
+
+class Beat(PlatformProcess):
+    """`celery beat` with the platform's scheduler (or `scheduler`), as the launcher runs it."""
+
+    def __init__(self, env: dict[str, str], scheduler: str = "", name: str = "beat") -> None:
+        super().__init__(
+            name,
+            [
+                CELERY,
+                "-A",
+                "syncplatform",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--pidfile=",
+                "--scheduler",
+                scheduler or settings.CELERY_BEAT_SCHEDULER,
+            ],
+            env,
+        )
+
+    def start(self) -> Beat:
+        super().start()
+        wait_until(
+            lambda: "beat: Starting..." in self.log() or not self.alive(),
+            timeout=60,
+            what=f"{self.name} started",
+        )
+        assert self.alive(), self.log()
+        return self
+
+    def sent(self, name: str) -> int:
+        """How many times this process has sent the periodic task called `name`."""
+        return self.log().count(f"Sending due task {name} (")
 
 
 class Relay(PlatformProcess):
