@@ -17,6 +17,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from itertools import product
 
 import redis
 from django.conf import settings
@@ -38,10 +39,19 @@ _client: redis.Redis | None = None
 class Counter:
     """A monotonic count with fixed label names; `inc` costs a dictionary update."""
 
-    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: tuple[str, ...],
+        known: Iterable[tuple[str, ...]] = (),
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self.labels = labels
+        # Label values shown as 0 before their first increment, so that an alert rule on
+        # increase() sees the first failure too (a series that appears has no increase).
+        self.known = tuple(known)
         REGISTRY.append(self)
 
     def inc(self, *values: str, amount: float = 1) -> None:
@@ -161,15 +171,18 @@ WEBHOOK_ANSWERS = Counter(
     "Webhook deliveries answered, by connector (empty when none was found) and status code",
     ("connector", "code"),
 )
+_EVENT_TYPES = ("stock.updated", "price.updated")
 EVENTS_COMPLETED = Counter(
     "syncplatform_events_completed",
     "Apply attempts that completed an inbound event, by event type and the event's outcome",
     ("type", "outcome"),
+    known=product(_EVENT_TYPES, ("applied", "partially_applied", "failed")),
 )
 EVENT_ITEMS = Counter(
     "syncplatform_event_items",
     "Items of inbound events by the outcome of the attempt that applied them",
     ("type", "outcome"),
+    known=product(_EVENT_TYPES, ("applied", "stale", "failed")),
 )
 TASK_DURATION = Histogram(
     "syncplatform_task_duration_seconds",

@@ -119,7 +119,8 @@ class PlatformCollector(Collector):
             family = CounterMetricFamily(
                 definition.name, definition.documentation, labels=definition.labels
             )
-            for values, total in sorted(totals.get(definition.name, {}).items()):
+            counted = dict.fromkeys(definition.known, 0.0) | totals.get(definition.name, {})
+            for values, total in sorted(counted.items()):
                 family.add_metric(list(values), total)
             yield family
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from prometheus_client.parser import text_string_to_metric_families
 
 from catalog.services import ProductItem, product_upsert
+from erp_connectors.models import InboundEvent
 from erp_connectors.services import ConnectorCredentials, connector_save
 from tests.support.waiting import wait_until
 
@@ -137,3 +138,18 @@ def test_webhook_answers_event_outcomes_and_task_durations_are_counted(
     infinite = samples[("syncplatform_task_duration_seconds_bucket", bucket_labels)]
     assert infinite == apply_runs[labels]
     assert samples[("syncplatform_task_duration_seconds_sum", labels)] > 0
+
+
+@pytest.mark.django_db
+def test_every_event_outcome_is_shown_from_the_start(client, broker):
+    # An alert on increase(…{outcome="failed"}[5m]) needs the series before the first failure
+    samples = scrape(client)
+    for event_type in InboundEvent.Type.values:
+        for outcome in ("applied", "partially_applied", "failed"):
+            labels = (("outcome", outcome), ("type", event_type))
+            assert ("syncplatform_events_completed_total", labels) in samples
+        for outcome in ("applied", "stale", "failed"):
+            labels = (("outcome", outcome), ("type", event_type))
+            assert ("syncplatform_event_items_total", labels) in samples
+    # the outcomes are the statuses an apply can end in
+    assert set(InboundEvent.COMPLETED_STATUSES) == {"applied", "partially_applied", "failed"}
