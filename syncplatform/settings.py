@@ -367,6 +367,9 @@ OUTBOX_RELAY_POLL_SECONDS = env_float("OUTBOX_RELAY_POLL_SECONDS", 0.5)
 OUTBOX_RELAY_GATHER_SECONDS = env_float("OUTBOX_RELAY_GATHER_SECONDS", 0.1)
 # While the broker is down the relay waits 1, 2, 4 … seconds up to this, then tries again.
 OUTBOX_RELAY_MAX_BACKOFF_SECONDS = env_float("OUTBOX_RELAY_MAX_BACKOFF_SECONDS", 30.0)
+# With nothing to publish, the relay asks the broker this often whether it answers, so that
+# an outage on a quiet night is alerted (ALERT_BROKER_DOWN_SECONDS) before work piles up.
+OUTBOX_RELAY_BROKER_PROBE_SECONDS = env_float("OUTBOX_RELAY_BROKER_PROBE_SECONDS", 30.0)
 # Published rows are kept this long for audit, then pruned by the relay.
 OUTBOX_RETENTION_SECONDS = env_float("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600.0)
 # Publish from the request right after commit. On PostgreSQL the relay is woken by a NOTIFY

@@ -27,6 +27,8 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from syncplatform.celery import app as celery_app
+from syncplatform.queue_state import BrokerUnavailable as QueuesUnreadable
+from syncplatform.queue_state import queue_states
 from syncplatform.sql import model_from_row, select_columns
 
 from .models import OutboxMessage
@@ -38,9 +40,9 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "outbox_message"
 
 
-# Sent by the relay on each failed pass while the broker is down, with `error` and
-# `down_seconds`: the operator alerts announce the outage from here, as nothing that
-# travels through the broker can.
+# Sent by the relay on each failed pass (or failed probe of an idle broker) while the broker
+# is down, with `error` and `down_seconds`: the operator alerts announce the outage from
+# here, as nothing that travels through the broker can.
 broker_unavailable = Signal()
 
 
@@ -175,14 +177,17 @@ class Relay:
     gather_seconds: float = field(default_factory=lambda: settings.OUTBOX_RELAY_GATHER_SECONDS)
     stall_after_publish: float = 0.0
     prune_every_seconds: float = 300.0
+    probe_every_seconds: float = field(
+        default_factory=lambda: settings.OUTBOX_RELAY_BROKER_PROBE_SECONDS
+    )
     stopping: bool = False
     _listening_on: object = field(default=None, repr=False)
     _announced: bool = field(default=False, repr=False)
 
     def run(self) -> None:
         backoff = 0.0
-        next_prune = 0.0
-        down_since = 0.0  # monotonic time of the first failed pass of an outage
+        next_prune = next_probe = 0.0
+        down_since = 0.0  # monotonic time an outage was first seen, 0 while the broker answers
         while not self.stopping:
             try:
                 # Subscribed before the pass, so a commit during the pass ends the next wait.
@@ -205,7 +210,12 @@ class Relay:
             if backoff:
                 logger.info("broker reachable again; relaying")
                 backoff = 0.0
-            down_since = 0.0
+            if published:
+                down_since = 0.0
+            elif time.monotonic() >= next_probe:
+                # Idle: nothing to publish would tell of an outage, so ask the broker.
+                next_probe = time.monotonic() + self.probe_every_seconds
+                down_since = self._probe_broker(down_since)
             if published:
                 logger.info("published %d outbox message(s)", published)
             if time.monotonic() >= next_prune:
@@ -222,7 +232,18 @@ class Relay:
                     self._sleep(pass_started + self.gather_seconds - time.monotonic())
         logger.info("outbox relay stopped")
 
-    def _report_outage(self, exc: BrokerUnavailable, down_seconds: float) -> None:
+    def _probe_broker(self, down_since: float) -> float:
+        """Ask the idle broker whether it answers; return the outage's start, or 0."""
+        try:
+            queue_states()
+        except QueuesUnreadable as exc:
+            down_since = down_since or time.monotonic()
+            logger.warning("broker unavailable (%s) while idle", exc)
+            self._report_outage(exc, time.monotonic() - down_since)
+            return down_since
+        return 0.0
+
+    def _report_outage(self, exc: Exception, down_seconds: float) -> None:
         answers = broker_unavailable.send_robust(
             sender=type(self), error=str(exc), down_seconds=down_seconds
         )

@@ -195,6 +195,27 @@ def test_the_relay_sends_the_broker_alert_itself_while_redis_is_down(
     assert Notification.objects.get(channel="webhook").status == "sent"
 
 
+def test_an_idle_relay_notices_the_outage_and_sends_the_broker_alert(
+    transactional_db, private_redis, start_relay
+):
+    # Given a relay with nothing to publish, and its broker down
+    with local_http_server(lambda request: json_response(200, {})) as receiver:
+        private_redis.stop()
+        start_relay(
+            REDIS_URL=private_redis.url,
+            ALERT_EMAILS="",
+            ALERT_WEBHOOK_URL=f"{receiver.url}/alerts",
+            ALERT_BROKER_DOWN_SECONDS="1",
+            OUTBOX_RELAY_BROKER_PROBE_SECONDS="0.2",
+        )
+        # Then its probes find the outage and it posts the alert itself
+        request = wait_until(
+            lambda: next(iter(receiver.requests), None), timeout=60, what="alert posted"
+        )
+    assert request.json()["data"]["condition"] == "broker_unreachable"
+    assert OutboxMessage.objects.filter(task_name="notifications.deliver_notification").exists()
+
+
 # --- Outbox backlog ----------------------------------------------------------------------
 
 
