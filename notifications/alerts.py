@@ -107,6 +107,11 @@ def alerts_check(*, now: datetime | None = None) -> list[Alert]:
     ]
 
 
+def on_broker_unavailable(sender: object, error: str, down_seconds: float, **kwargs: Any) -> None:
+    """Receiver of the relay's broker_unavailable signal."""
+    broker_outage_announce(error=error, down_seconds=down_seconds)
+
+
 def broker_outage_announce(*, error: str, down_seconds: float, now: datetime | None = None) -> None:
     """Alert, and send at once, that the relay cannot publish to Redis (CONTRACT §6).
 

@@ -8,9 +8,6 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from syncplatform.outbox.relay import broker_unavailable
 
-        from .alerts import broker_outage_announce
+        from .alerts import on_broker_unavailable
 
-        def announce(sender: object, error: str, down_seconds: float, **kwargs: object) -> None:
-            broker_outage_announce(error=error, down_seconds=down_seconds)
-
-        broker_unavailable.connect(announce, weak=False, dispatch_uid="broker_outage_alert")
+        broker_unavailable.connect(on_broker_unavailable, dispatch_uid="broker_outage_alert")

@@ -211,13 +211,12 @@ class Relay:
                 logger.info("broker reachable again; relaying")
                 backoff = 0.0
             if published:
+                logger.info("published %d outbox message(s)", published)
                 down_since = 0.0
             elif time.monotonic() >= next_probe:
                 # Idle: nothing to publish would tell of an outage, so ask the broker.
                 next_probe = time.monotonic() + self.probe_every_seconds
                 down_since = self._probe_broker(down_since)
-            if published:
-                logger.info("published %d outbox message(s)", published)
             if time.monotonic() >= next_prune:
                 pruned = prune_published()
                 if pruned:
