@@ -12,6 +12,8 @@ Invariants the callers rely on:
   fields that span several lines, so error reports point at what a spreadsheet shows.
 - A problem that makes the whole file unusable raises `CsvFormatError`; everything that is
   wrong with one record becomes a `RowError` and reading goes on.
+- The text of a `RowError`, a header warning or a `CsvFormatError` never holds NUL, so the
+  callers can store it (PostgreSQL refuses NUL); NUL in a value that is read is a `RowError`.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class CsvFormatError(Exception):
     """The file cannot be imported at all; the message is meant for the uploader."""
 
     def __init__(self, message: str, *, line: int | None = None) -> None:
+        message = _storable(message)  # it may quote header cells, and becomes the run's error
         super().__init__(message)
         self.message = message
         self.line = line
@@ -483,7 +486,7 @@ def _read_header(source: _LineSource) -> tuple[CsvHeader, _Layout]:
         elif not name:
             warnings.append(f"column {position + 1} has no name and is ignored")
         else:
-            warnings.append(f"unknown column '{names[position].strip()}' is ignored")
+            warnings.append(_storable(f"unknown column '{names[position].strip()}' is ignored"))
 
     if "sku" not in index:
         found = ", ".join(f"'{name}'" for name in columns)
@@ -620,13 +623,13 @@ def _validate_all(layout: _Layout, records: Iterable[_Record]) -> Iterator[Catal
 def _validate(layout: _Layout, record: _Record) -> CatalogRow | RowError:
     fields = record.fields
     if fields is None:
-        return RowError(record.line, "", "", MALFORMED_ROW, record.problem)
+        return _row_error(record.line, "", "", MALFORMED_ROW, record.problem)
     sku_position = layout.index["sku"]
     raw_sku = fields[sku_position].strip() if sku_position < len(fields) else ""
     if len(fields) != layout.width:
-        return RowError(
+        return _row_error(
             record.line,
-            _sku_for_report(raw_sku),
+            raw_sku,
             "",
             WRONG_WIDTH,
             f"the row has {len(fields)} fields but the header has {layout.width}",
@@ -648,9 +651,7 @@ def _validate(layout: _Layout, record: _Record) -> CatalogRow | RowError:
         updated_at = _parse_updated_at(updated_text)
         active = _parse_active(active_text)
     except _CellError as error:
-        return RowError(
-            record.line, _sku_for_report(raw_sku), error.column, error.code, error.message
-        )
+        return _row_error(record.line, raw_sku, error.column, error.code, error.message)
     return CatalogRow(
         line=record.line,
         sku=sku,
@@ -664,9 +665,25 @@ def _validate(layout: _Layout, record: _Record) -> CatalogRow | RowError:
     )
 
 
+def _row_error(line: int, raw_sku: str, column: str, code: str, message: str) -> RowError:
+    """A RowError whose text can be stored as it is (see `_storable`)."""
+    return RowError(line, _sku_for_report(raw_sku), _storable(column), code, _storable(message))
+
+
 def _sku_for_report(sku: str) -> str:
     # The report's sku column holds at most SKU_MAX_LENGTH characters, like the catalog.
+    sku = _storable(sku)
     return sku if len(sku) <= SKU_MAX_LENGTH else sku[: SKU_MAX_LENGTH - 1] + "…"
+
+
+def _storable(text: str) -> str:
+    """Return `text` with NUL shown as U+FFFD, the replacement character.
+
+    Text taken from the file into a row error, a warning or a run's error is stored, and
+    PostgreSQL text and jsonb cannot hold NUL: one NUL would fail the whole batch's
+    transaction, not just its row. The row itself is still refused (a control character).
+    """
+    return text.replace("\x00", "\ufffd")
 
 
 def _pair(first: str, first_column: str, second: str, second_column: str) -> None:

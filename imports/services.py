@@ -83,9 +83,10 @@ def import_create(
 ) -> ImportCreated:
     """Store an uploaded file and queue its import; return the run and whether it is a repeat.
 
-    The same content from the same uploader (connector, else user) within the dedup window
-    returns the existing run, unless `force`. Raises CsvFormatError for an unknown encoding
-    and UploadTooLarge over IMPORT_MAX_UPLOAD_BYTES, storing nothing in either case.
+    The same content from the same uploader (connector, else user) within the dedup window,
+    read with the same encoding, returns the existing run, unless `force` or that run failed
+    or was cancelled. Raises CsvFormatError for an unknown encoding and UploadTooLarge over
+    IMPORT_MAX_UPLOAD_BYTES, storing nothing in either case.
     """
     encoding = encoding.strip()
     if encoding:
@@ -94,7 +95,7 @@ def import_create(
     try:
         with transaction.atomic():
             if not force:
-                existing = _recent_duplicate(stored.sha256, connector, uploaded_by)
+                existing = _recent_duplicate(stored.sha256, encoding, connector, uploaded_by)
                 if existing is not None:
                     transaction.on_commit(lambda: default_storage.delete(stored.name))
                     return ImportCreated(existing, duplicate=True)
@@ -117,7 +118,9 @@ def import_create(
     return ImportCreated(run, duplicate=False)
 
 
-def _recent_duplicate(sha256: str, connector: Connector | None, user: Any) -> ImportRun | None:
+def _recent_duplicate(
+    sha256: str, encoding: str, connector: Connector | None, user: Any
+) -> ImportRun | None:
     since = timezone.now() - timedelta(seconds=settings.IMPORT_DEDUP_WINDOW_SECONDS)
     runs = ImportRun.objects.filter(file_sha256=sha256, created_at__gte=since)
     if connector is not None:
@@ -128,7 +131,16 @@ def _recent_duplicate(sha256: str, connector: Connector | None, user: Any) -> Im
         runs = runs.filter(connector__isnull=True, uploaded_by=user)
     else:
         return None
-    return runs.exclude(status=ImportRun.Status.CANCELLED).order_by("-created_at").first()
+    # Uploading again after a cancel or a failure (e.g. with the encoding the error advises)
+    # asks for a new attempt, not for the run that went wrong.
+    runs = runs.exclude(status__in=(ImportRun.Status.CANCELLED, ImportRun.Status.FAILED))
+    # The same bytes read with another codec are other rows. Compared as codecs, so that
+    # "CP1252" repeats "cp1252"; the candidates are the few recent runs of this content.
+    codec = resolve_encoding(encoding or None)
+    for run in runs.order_by("-created_at"):
+        if resolve_encoding(run.encoding or None) == codec:
+            return run
+    return None
 
 
 def import_cancel(*, run_id: int) -> ImportRun:
@@ -505,12 +517,17 @@ def _tally(
 
 
 def _notify_uploader(run: ImportRun) -> None:
-    """Tell whoever uploaded the file how the run ended (in the caller's transaction)."""
-    recipient = ""
-    if run.connector_id and run.connector.notify_email:
-        recipient = run.connector.notify_email
-    elif run.uploaded_by_id and run.uploaded_by.email:
+    """Tell whoever uploaded the file how the run ended (in the caller's transaction).
+
+    A staff member who uploaded in the admin, also on behalf of a connector, is the uploader;
+    the connector's notify_email is for uploads made with its API token (no user).
+    """
+    if run.uploaded_by_id:
         recipient = run.uploaded_by.email
+    elif run.connector_id:
+        recipient = run.connector.notify_email
+    else:
+        recipient = ""
     if not recipient:
         return
     name = run.original_filename or f"import #{run.pk}"

@@ -21,6 +21,7 @@ from erp_connectors.services import connector_save
 from imports.api import run_status_document
 from imports.models import ImportRun
 from imports.services import START_TASK, run_start
+from notifications.models import Notification
 from syncplatform.outbox.models import OutboxMessage
 
 from .conftest import CONTRACT_FIELDS, HEADER, drain_outbox
@@ -96,6 +97,20 @@ def test_upload_creates_a_run_and_redirects_to_its_card(admin_client: Client) ->
     card = admin_client.get(response["Location"])
     assert card.status_code == 200
     assert "Queued" in card.content.decode()
+
+
+def test_an_upload_for_a_connector_notifies_the_staff_member_who_made_it(
+    admin_client: Client, admin_user: User
+) -> None:
+    # Given a connector whose notifications go to its ERP team
+    acme = connector_save(slug="acme", name="ACME", notify_email="erp-team@acme.test").connector
+    # When a staff member uploads a file for it and the run ends
+    post_upload(admin_client, csv_bytes(known=1, unknown=0), connector=str(acme.pk))
+    drain_outbox()
+    # Then the staff member gets the counts, and the ERP team gets nothing
+    [note] = Notification.objects.all()
+    assert note.recipient == admin_user.email != ""
+    assert note.data["succeeded_rows"] == 1
 
 
 def test_upload_passes_encoding_force_and_connector(admin_client: Client) -> None:

@@ -212,6 +212,65 @@ def test_force_false_keeps_the_duplicate_check(
     assert response.json()["duplicate"] is True
 
 
+def test_a_file_whose_run_failed_uploaded_again_with_its_encoding_is_a_new_run(
+    client: Client, acme: ConnectorCredentials
+) -> None:
+    # Given a cp1252 file uploaded without its encoding: the run fails, advising cp1252
+    latin = f"{HEADER}\nSKU-1,Café,1.00,EUR,1,main,2026-11-22T10:00:00Z\n".encode("cp1252")
+    first = post_file(client, acme, latin).json()
+    drain_outbox()
+    failed = client.get(path_of(first["status_url"]), headers=bearer(acme)).json()
+    assert failed["status"] == "failed"
+    assert "cp1252" in failed["error"]
+
+    # When the same file is uploaded again with encoding=cp1252, as the error advises
+    response = post_file(client, acme, latin, encoding="cp1252")
+
+    # Then it is a new run, which imports the file
+    assert response.status_code == 202, response.content
+    second = response.json()
+    assert second["id"] != first["id"]
+    drain_outbox()
+    assert ImportRun.objects.get(pk=second["id"]).status == ImportRun.Status.COMPLETED
+    assert Product.objects.get(sku="SKU-1").name == "Café"
+    # And a repeat naming the same codec otherwise is a duplicate of that run
+    repeat = post_file(client, acme, latin, encoding="CP1252")
+    assert repeat.status_code == 200
+    assert (repeat.json()["duplicate"], repeat.json()["id"]) == (True, second["id"])
+
+
+def test_a_failed_run_is_not_a_duplicate(client: Client, acme: ConnectorCredentials) -> None:
+    # Given a run that failed (every row names an unknown product)
+    data = f"{HEADER}\nSKU-1,,1.00,EUR,1,main,2026-11-22T10:00:00Z\n"
+    first = post_file(client, acme, data).json()
+    drain_outbox()
+    assert ImportRun.objects.get(pk=first["id"]).status == ImportRun.Status.FAILED
+
+    # When the same file is uploaded again once the product exists
+    product_upsert(items=[ProductItem("SKU-1", "Widget", True, datetime(2026, 1, 1, tzinfo=UTC))])
+    response = post_file(client, acme, data)
+
+    # Then it is a new run, not the failed one
+    assert response.status_code == 202, response.content
+    assert response.json()["id"] != first["id"]
+    drain_outbox()
+    assert ImportRun.objects.get(pk=response.json()["id"]).status == ImportRun.Status.COMPLETED
+
+
+def test_the_same_file_with_another_encoding_is_a_new_run(
+    client: Client, acme: ConnectorCredentials
+) -> None:
+    first = post_file(client, acme).json()
+
+    response = post_file(client, acme, encoding="latin-1")
+
+    assert response.status_code == 202, response.content
+    assert response.json()["id"] != first["id"]
+    assert ImportRun.objects.get(pk=response.json()["id"]).encoding == "latin-1"
+    # "utf-8" names the codec an upload without an encoding is read with
+    assert post_file(client, acme, encoding="utf-8").json()["id"] == first["id"]
+
+
 def test_the_same_file_from_another_connector_is_a_new_run(
     client: Client, acme: ConnectorCredentials, globex: ConnectorCredentials
 ) -> None:

@@ -297,10 +297,43 @@ def test_each_invalid_value_is_a_row_error_on_its_line(
     assert first.line == 2
     assert isinstance(error, RowError)
     assert (error.line, error.column, error.code) == (3, error_column, code)
-    assert error.sku == bad["sku"].strip()[:63] + ("…" if len(bad["sku"]) > 64 else "")
+    sku = bad["sku"].strip().replace("\x00", "\ufffd")  # NUL cannot be stored: see below
+    assert error.sku == sku[:63] + ("…" if len(sku) > 64 else "")
     assert message_part in error.message
     assert isinstance(last, CatalogRow)
     assert last.line == 4
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"sku,name\nA\x00B,x\n", RowError(2, "A\ufffdB", "sku", INVALID_VALUE, "")),
+        (b"sku,name\nA,x\x00y\n", RowError(2, "A", "name", INVALID_VALUE, "")),
+        (b"sku,price,currency\nA,1\x00,EUR\n", RowError(2, "A", "price", INVALID_VALUE, "")),
+        (b"sku,name\nA\x00B,x,extra\n", RowError(2, "A\ufffdB", "", WRONG_WIDTH, "")),
+    ],
+)
+def test_nul_from_the_file_is_a_row_error_whose_text_can_be_stored(
+    data: bytes, expected: RowError
+) -> None:
+    # PostgreSQL text cannot hold NUL: one in a stored error would fail the whole batch.
+    [error] = rows_of(data)
+    assert isinstance(error, RowError)
+    assert error[:4] == expected[:4]
+    assert "\x00" not in "".join(error[1:])
+
+
+def test_nul_in_a_header_name_does_not_reach_a_warning_or_a_run_error() -> None:
+    # Given an unknown column whose name holds a NUL
+    header, [row] = read(b"sku,Col\x00our\nA,red\n")
+    # Then the warning shows it as U+FFFD and the row is read without it
+    assert header.warnings == ["unknown column 'Col\ufffdour' is ignored"]
+    assert isinstance(row, CatalogRow)
+    # And a header refused as a whole quotes it the same way
+    with pytest.raises(CsvFormatError) as raised:
+        open_catalog_csv(io.BytesIO(b"name,Col\x00our\nx,red\n"))
+    assert "'col\ufffdour'" in raised.value.message
+    assert "\x00" not in str(raised.value)
 
 
 def test_an_overlong_sku_is_shortened_in_the_error() -> None:

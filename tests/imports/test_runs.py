@@ -722,6 +722,25 @@ def test_a_staff_upload_notifies_the_staff_member(upload: Any) -> None:
     assert note.data["succeeded_rows"] == 1
 
 
+def test_a_staff_upload_for_a_connector_notifies_the_staff_member_not_the_connector(
+    upload: Any, acme: Connector
+) -> None:
+    # Given a staff member who uploads on behalf of a connector that has a notify_email
+    products("SKU-1")
+    user_model = get_user_model()
+    alice = user_model.objects.create_user("alice", "alice@shop.test", is_staff=True)
+    # When the run ends
+    run = imported(upload, CSV, connector=acme, uploaded_by=alice)
+    # Then the staff member is told, with the run's dedup key, and the connector is not
+    [note] = Notification.objects.all()
+    assert note.recipient == "alice@shop.test"
+    assert note.dedup_key == f"import:{run.pk}:completed:0"
+    # And a staff member without an email is not replaced by the connector's address
+    bob = user_model.objects.create_user("bob", "", is_staff=True)
+    imported(upload, CSV, connector=acme, uploaded_by=bob, force=True)
+    assert Notification.objects.count() == 1
+
+
 def test_nobody_to_notify_is_not_an_error(upload: Any, globex: Connector) -> None:
     products("SKU-1")
     run = imported(upload, CSV, connector=globex)
