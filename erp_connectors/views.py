@@ -1,8 +1,13 @@
 """Webhook intake: POST /webhooks/erp/<slug>/ (CONTRACT §2).
 
 Only checks, records and answers; the items are applied by a worker. Order of checks:
-size (before reading), connector, encoding, signature, then the body's content, so an
+size (before reading), connector, signature, then the body (UTF-8, JSON, schema), so an
 unsigned request never learns more than "401" and nothing is stored until all pass.
+
+The signature covers the raw bytes. standardwebhooks checks it on the decoded text, which
+signs the same bytes when they are UTF-8, so the body is decoded once, up front; a body
+that is not UTF-8 is checked byte for byte (signature_verify_bytes) before it is refused
+as 400.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from .models import Connector
 from .schemas import ValidationFailed, body_decode, payload_parse, webhook_id_validate
 from .selectors import connector_for_intake
 from .services import ConnectorChanged, Intake, event_record
-from .signatures import signature_verify
+from .signatures import signature_verify, signature_verify_bytes
 
 _READ_CHUNK_BYTES = 64 * 1024
 
@@ -62,7 +67,7 @@ def _receive(request: HttpRequest, slug: str) -> tuple[HttpResponse, str]:
     try:
         text = body_decode(raw)
     except ValidationFailed as exc:
-        return JsonResponse(exc.as_body(), status=400), slug
+        return _undecodable(request, connector, raw, exc)
 
     try:
         return _accept(request, connector, raw, text, copy=True), slug
@@ -83,11 +88,7 @@ def _accept(
     ):
         if copy:  # perhaps signed with a secret this copy does not know yet
             raise ConnectorChanged(connector.slug)
-        return error_response(
-            401,
-            "webhook-signature",
-            "missing or invalid signature, or webhook-timestamp not within 5 minutes of now",
-        )
+        return _unsigned()
 
     webhook_id = request.headers["webhook-id"]
     try:
@@ -127,6 +128,33 @@ def _accept(
         )
     return JsonResponse(
         {"id": webhook_id, "status": result.status, "status_url": status_url}, status=202
+    )
+
+
+def _undecodable(
+    request: HttpRequest, connector: Connector, raw: bytes, problem: ValidationFailed
+) -> tuple[HttpResponse, str]:
+    """Answer a body that is not UTF-8: 400 when it is signed, else 401 as for any unsigned
+    request. Also return the connector's slug for the metric, "" when it is gone."""
+    if not signature_verify_bytes(
+        secrets=connector.live_webhook_secrets, body=raw, headers=request.headers
+    ):
+        # Perhaps signed with a secret this process's copy does not know yet.
+        connector = connector_for_intake(slug=connector.slug, fresh=True)
+        if connector is None:
+            return _no_such_connector(), ""
+        if not signature_verify_bytes(
+            secrets=connector.live_webhook_secrets, body=raw, headers=request.headers
+        ):
+            return _unsigned(), connector.slug
+    return JsonResponse(problem.as_body(), status=400), connector.slug
+
+
+def _unsigned() -> JsonResponse:
+    return error_response(
+        401,
+        "webhook-signature",
+        "missing or invalid signature, or webhook-timestamp not within 5 minutes of now",
     )
 
 

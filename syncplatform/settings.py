@@ -109,7 +109,8 @@ MIDDLEWARE = [
 # Requests from machines, by path: webhooks, the JSON APIs (Bearer tokens or public),
 # health checks and metrics. syncplatform/wsgi.py serves them through MACHINE_MIDDLEWARE,
 # which leaves out what only pages for people in a browser use (sessions, CSRF,
-# authentication, messages, clickjacking, static files).
+# authentication, messages, clickjacking, static files); a request that carries the session
+# cookie (a staff member's browser on the import API) gets MIDDLEWARE in full.
 MACHINE_PATH_PREFIXES = ("/webhooks/", "/api/", "/healthz", "/readyz", "/metrics")
 MACHINE_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -137,6 +137,15 @@ class TestProductDetail:
             "errors": [{"path": "sku", "message": "no product with this sku"}]
         }
 
+    def test_a_sku_with_a_nul_character_is_404_not_a_server_error(self, client: Client) -> None:
+        # PostgreSQL text cannot hold NUL, so no sku has one; the driver refuses to send it
+        make_product("SKU-1", "Widget")
+
+        response = client.get("/api/v1/products/SKU-1%00")
+
+        assert response.status_code == 404
+        assert response.json()["errors"][0]["path"] == "sku"
+
     def test_constant_queries(self, client: Client, django_assert_max_num_queries: Any) -> None:
         seed(1)
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -425,10 +426,62 @@ def test_webhook_id_with_control_characters_is_400(sender: Sender) -> None:
     ],
 )
 def test_body_that_is_not_utf8_is_400(sender: Sender, raw: bytes) -> None:
+    # The signature is over the raw bytes, so a signed body is told what is wrong with it
     response = sender.send(raw)
     assert response.status_code == 400
     assert "UTF-8" in response.json()["errors"][0]["message"]
     assert_nothing_stored()
+
+
+_NOT_UTF8 = b'{"type": "stock.updated\xff"}'
+
+
+@pytest.mark.parametrize(
+    "headers_for",
+    [
+        pytest.param(lambda secret: {}, id="unsigned"),
+        pytest.param(
+            lambda secret: {
+                **signed_headers(secret, "evt_1", _NOT_UTF8),
+                "webhook-signature": "v1," + "A" * 43 + "=",
+            },
+            id="wrong-signature",
+        ),
+        pytest.param(
+            # What a sender that decoded the body with replacement characters would sign
+            lambda secret: signed_headers(
+                secret, "evt_1", _NOT_UTF8.decode("utf-8", errors="replace")
+            ),
+            id="signed-other-bytes",
+        ),
+    ],
+)
+def test_a_body_that_is_not_utf8_and_not_signed_is_401(
+    sender: Sender, headers_for: Callable[[str], dict[str, str]]
+) -> None:
+    response = sender.client.post(
+        sender.url,
+        data=_NOT_UTF8,
+        content_type="application/json",
+        headers=headers_for(sender.credentials.webhook_secret),
+    )
+    # An unsigned request learns nothing about its body
+    assert response.status_code == 401
+    assert response.json()["errors"][0]["path"] == "webhook-signature"
+    assert_nothing_stored()
+
+
+def test_a_body_that_is_not_utf8_signed_with_a_secret_rotated_elsewhere_is_400(
+    sender: Sender,
+) -> None:
+    # Given this process's copy of the connector, made before the secret was rotated
+    assert sender.send(stock_body(), "evt_a").status_code == 202
+    new = connector_rotate_webhook_secret(connector_id=sender.credentials.connector.pk)
+    # When a body that is not UTF-8 arrives signed with the new secret
+    response = sender.send(b"\xff\xfe{}", "evt_b", secret=new)
+    # Then it is known to be signed, and told what is wrong with it
+    assert response.status_code == 400
+    assert "UTF-8" in response.json()["errors"][0]["message"]
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,18 @@ def test_unknown_event_is_404(client: Client, bearer: Callable) -> None:
     assert client.get(URL.format("evt_none"), headers=bearer()).status_code == 404
 
 
+@pytest.mark.parametrize("suffix", ["", "/retry"])
+def test_an_id_with_a_nul_character_is_404_not_a_server_error(
+    sender: Sender, client: Client, bearer: Callable, suffix: str
+) -> None:
+    # The intake refuses control characters in ids, and PostgreSQL text cannot hold NUL
+    mark_partially_applied(two_item_event(sender))
+    method = client.post if suffix else client.get
+    response = method(URL.format("evt_1%00") + suffix, headers=bearer())
+    assert response.status_code == 404
+    assert response.json()["errors"]
+
+
 def test_a_disabled_connectors_token_is_401(sender: Sender, client: Client, bearer) -> None:
     two_item_event(sender)
     Connector.objects.filter(slug="acme").update(enabled=False)
