@@ -15,6 +15,7 @@ died), marked failed, and no longer blocks a new one.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from catalog.services import Outcome
+from notifications.alerts import Alert, alert_announce
 from notifications.models import Notification
 from notifications.services import notification_create
 from syncplatform.outbox.services import outbox_enqueue
@@ -45,6 +47,8 @@ _RESOURCES = (
 )
 _VALIDATORS = {"stock": stock_item_check, "price": price_item_check}
 INVALID = "invalid"
+# What PostgreSQL cannot store in text or jsonb: NUL, and (in jsonb) lone surrogates.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class ReconciliationNotPossible(Exception):
@@ -173,7 +177,9 @@ def _page_apply(run_id: int, kind: str, event_type: str, number: int, page: ErpP
         item = validate(raw, f"page {number} items[{index}]", problems)
         if item is None:
             message = "; ".join(f"{p.path}: {p.message}" for p in problems)
-            errors.append({"kind": kind, "sku": _sku_of(raw), "code": INVALID, "message": message})
+            errors.append(
+                {"kind": kind, "sku": _sku_of(raw), "code": INVALID, "message": _storable(message)}
+            )
         else:
             valid.append(item)
     with transaction.atomic():
@@ -187,7 +193,12 @@ def _page_apply(run_id: int, kind: str, event_type: str, number: int, page: ErpP
             elif result.outcome == Outcome.FAILED:
                 sku = valid[result.index]["sku"]
                 errors.append(
-                    {"kind": kind, "sku": sku, "code": result.code, "message": result.message}
+                    {
+                        "kind": kind,
+                        "sku": _storable(sku),
+                        "code": result.code,
+                        "message": _storable(result.message),
+                    }
                 )
         room = MAX_REPORTED_ERRORS - len(run.errors)
         ReconciliationRun.objects.filter(pk=run_id).update(
@@ -211,10 +222,10 @@ def _run_finish(run_id: int, *, error: str = "") -> ReconciliationRun:
         run.status = (
             ReconciliationRun.Status.FAILED if error else ReconciliationRun.Status.COMPLETED
         )
-        run.error = error
+        run.error = _storable(error)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
-        if run.fixed and run.connector.notify_email:
+        if run.fixed:
             _notify_drift(run)
     log = logger.warning if error else logger.info
     log(
@@ -247,6 +258,10 @@ def _run_interrupted(run_id: int, exc: BaseException) -> None:
 
 
 def _notify_drift(run: ReconciliationRun) -> None:
+    """Tell the connector's notify_email, or else the operators' alert channels, of the drift.
+
+    Drift must not go unreported (CONTRACT §5), and a connector need not have an address.
+    """
     connector = run.connector
     lines = [
         f"Reconciliation run {run.pk} of connector {connector.slug} ({run.trigger}) found "
@@ -260,23 +275,47 @@ def _notify_drift(run: ReconciliationRun) -> None:
     ]
     if run.error:
         lines.append(f"error:    {run.error}")
-    notification_create(
-        channel=Notification.Channel.EMAIL,
-        recipient=connector.notify_email,
-        subject=f"Reconciliation of {connector.slug}: {run.fixed} item(s) fixed",
-        body="\n".join(lines),
-        dedup_key=f"reconciliation:{run.pk}",
-        data={
-            "run_id": run.pk,
-            "connector": connector.slug,
-            "status": run.status,
-            "found": run.found,
-            "fixed": run.fixed,
-            "failed": run.failed,
-        },
+    subject = f"Reconciliation of {connector.slug}: {run.fixed} item(s) fixed"
+    facts = {
+        "run_id": run.pk,
+        "connector": connector.slug,
+        "status": run.status,
+        "found": run.found,
+        "fixed": run.fixed,
+        "failed": run.failed,
+    }
+    if connector.notify_email:
+        notification_create(
+            channel=Notification.Channel.EMAIL,
+            recipient=connector.notify_email,
+            subject=subject,
+            body="\n".join(lines),
+            dedup_key=f"reconciliation:{run.pk}",
+            data=facts,
+        )
+        return
+    lines += ["", f"Connector {connector.slug} has no notify_email: sent to the operator alerts."]
+    alert_announce(
+        Alert(
+            condition="reconciliation_drift",
+            about=str(run.pk),
+            subject=subject,
+            body="\n".join(lines),
+            runbook="reconciliation",
+            figures=facts,
+        )
     )
 
 
 def _sku_of(raw: Any) -> str:
     sku = raw.get("sku") if isinstance(raw, dict) else None
-    return sku[:64] if isinstance(sku, str) else ""
+    return _storable(sku[:64]) if isinstance(sku, str) else ""
+
+
+def _storable(text: str) -> str:
+    """Return `text` with what PostgreSQL refuses replaced by U+FFFD.
+
+    What the ERP sends is stored in the run (failed items' sku and message, the error): one
+    NUL in a refused sku would otherwise fail the page's write, and the whole run with it.
+    """
+    return _UNSTORABLE.sub("\ufffd", text)

@@ -4,6 +4,10 @@ One selector per condition returns the alerts firing now; `alerts_check` records
 notification per recipient for each. A notification's dedup key names the condition, what it
 is about and the window, so Notification's unique (dedup_key, channel, recipient) is what
 keeps each condition to at most one alert per window, whichever process runs the check.
+
+An alert is delivered by the `notifications.deliver_notification` task, except when that task
+could not run: the lag of the queue it travels on, and a broker outage, are sent at once by
+the process that found them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,12 @@ from django.utils import timezone
 from imports.models import ImportRun
 from syncplatform.deadletters.models import DeadLetter
 from syncplatform.outbox.models import OutboxMessage
-from syncplatform.queue_state import BrokerUnavailable, QueueState, queue_states
+from syncplatform.outbox.publisher import route_for
+from syncplatform.queue_state import (
+    BrokerUnavailable,
+    QueueState,
+    queue_states,
+)
 from syncplatform.retry import PermanentError, TransientError
 
 from .models import Notification
@@ -35,6 +44,7 @@ logger = logging.getLogger(__name__)
 SUBJECT_PREFIX = "[syncplatform] "
 GUIDE = "docs/operations.md"
 DEAD_LETTER_KEY_PREFIX = "alert:dead_letters:"
+DELIVERY_TASK = "notifications.deliver_notification"
 # What a lagging queue holds up, for the reader who does not know the routing by heart.
 QUEUE_PURPOSE = {
     "high": "webhook applies: the shop's stock and prices lag behind the ERPs",
@@ -53,7 +63,9 @@ class Window(NamedTuple):
 class Alert:
     """One firing condition, worded for the operator who reads it at 3 a.m."""
 
-    condition: str  # queue_lag, broker_unreachable, outbox_backlog, dead_letters, import_stalled
+    # queue_lag, broker_unreachable, outbox_backlog, dead_letters, import_stalled, and
+    # reconciliation_drift (erp_connectors/reconciliation.py)
+    condition: str
     about: str  # what it concerns: a queue, an import run's id, "redis", "outbox", "all"
     subject: str
     body: str
@@ -100,11 +112,33 @@ def alerts_check(*, now: datetime | None = None) -> list[Alert]:
         return []
     now = now or timezone.now()
     window = alert_window(now)
-    return [
-        alert
-        for alert in alerts_firing(now=now)
-        if _announce(alert, recipients=recipients, window=window, now=now)
-    ]
+    delivery_queue = route_for(DELIVERY_TASK)
+    new: list[Alert] = []
+    for alert in alerts_firing(now=now):
+        notifications = _announce(alert, recipients=recipients, window=window, now=now)
+        if not notifications:
+            continue
+        new.append(alert)
+        if alert.condition == "queue_lag" and alert.about == delivery_queue:
+            # Its delivery task would wait in the very queue that is stuck (its worker may be
+            # dead): send it from here. The queued task finds it sent later.
+            _send_now(notifications)
+    return new
+
+
+def alert_announce(alert: Alert, *, now: datetime | None = None) -> list[Notification]:
+    """Record an alert raised outside the check (e.g. reconciliation drift) for the operators.
+
+    Same recipients, dedup key and delivery as the check's alerts; at most once per window
+    for the same condition and `about`. Call it in the transaction of the fact it announces.
+    Returns the notifications new now (none without recipients).
+    """
+    recipients = alert_recipients()
+    if not recipients:
+        _log_alerts_off()
+        return []
+    now = now or timezone.now()
+    return _announce(alert, recipients=recipients, window=alert_window(now), now=now)
 
 
 def on_broker_unavailable(sender: object, error: str, down_seconds: float, **kwargs: Any) -> None:
@@ -126,11 +160,19 @@ def broker_outage_announce(*, error: str, down_seconds: float, now: datetime | N
     alert = _broker_alert(
         error, now=now, what=f"The outbox relay has not reached Redis for {_exact(down_seconds)}"
     )
-    for notification in _announce(alert, recipients=recipients, window=alert_window(now), now=now):
+    _send_now(_announce(alert, recipients=recipients, window=alert_window(now), now=now))
+
+
+def _send_now(notifications: list[Notification]) -> None:
+    """Deliver in this process alerts whose delivery task cannot run (see the module doc)."""
+    for notification in notifications:
         try:
             notification_deliver(notification_id=notification.pk)
         except (TransientError, PermanentError) as exc:
-            logger.warning("could not send the broker alert to %s: %s", notification.recipient, exc)
+            # Its queued delivery task retries it once its queue moves again.
+            logger.warning(
+                "could not send %r to %s: %s", notification.subject, notification.recipient, exc
+            )
 
 
 def _announce(

@@ -16,6 +16,7 @@ def deliver_notification(notification_id: int) -> None:
 def check_alerts() -> None:
     """Notify the operators of what is wrong now; each condition at most once per window.
 
-    Sent by beat every ALERT_CHECK_SECONDS; a repeat within the window records nothing.
+    Sent by beat every ALERT_CHECK_SECONDS to `high` (its route) and to `default`, so each
+    of the two is watched from the other; a repeat within the window records nothing.
     """
     alerts_check()

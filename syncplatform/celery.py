@@ -5,6 +5,7 @@ import time
 
 from celery import Celery, Task
 from celery.signals import (
+    before_task_publish,
     celeryd_after_setup,
     task_postrun,
     task_prerun,
@@ -18,6 +19,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "syncplatform.settings")
 # Every platform process imports this module: one started at a lower priority (make run's
 # `nice`) gets it for its whole session too, or its niceness would count for nothing.
 session_follows_niceness()
+
+# Every message's publish time (unix seconds), read by syncplatform/queue_state.py: a
+# queue's lag (/metrics, alerts) is the age of its oldest message.
+PUBLISHED_AT_HEADER = "published_at"
 
 app = Celery("syncplatform", include=["syncplatform.tasks"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -79,3 +84,14 @@ def _record_task_duration(
 def _flush_counters(**kwargs: object) -> None:
     """A pool process leaves with os._exit: no timer or atexit hook would run."""
     counters.flush()
+
+
+@before_task_publish.connect(dispatch_uid="stamp_published_at")
+def _stamp_published_at(headers: dict, **kwargs: object) -> None:
+    """Date every message, whoever sends it (outbox relay, beat, a retry).
+
+    Without it a message from beat at the head of a stuck queue would show age 0 and hide
+    the lag of all the work behind it, and a retry, which copies its first message's headers,
+    would show the first message's age.
+    """
+    headers[PUBLISHED_AT_HEADER] = time.time()

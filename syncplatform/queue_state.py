@@ -8,10 +8,9 @@ from typing import NamedTuple
 
 from django.conf import settings
 
+from syncplatform.celery import PUBLISHED_AT_HEADER
 from syncplatform.celery import app as celery_app
 
-# Set by the outbox publisher on every message it sends (syncplatform/outbox/publisher.py).
-PUBLISHED_AT_HEADER = "published_at"
 # One short attempt: a caller checking on the broker must not hang on Kombu's own retries.
 CONNECT_TIMEOUT = 2.0
 
@@ -23,8 +22,7 @@ class BrokerUnavailable(Exception):
 class QueueState(NamedTuple):
     name: str
     depth: int
-    # Seconds the oldest waiting message has waited; 0 when the queue is empty or the message
-    # did not come through the outbox (e.g. sent by beat).
+    # Seconds the oldest waiting message has waited since it was published; 0 when empty.
     oldest_age: float
 
 

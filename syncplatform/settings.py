@@ -278,15 +278,21 @@ CELERY_BROKER_URL = REDIS_URL
 QUEUE_NAMES = ("high", "default", "low")
 CELERY_TASK_QUEUES = tuple(Queue(name, routing_key=name) for name in QUEUE_NAMES)
 CELERY_TASK_DEFAULT_QUEUE = "default"
-# Routing by task name, in one place. Apps name tasks "<app>.<verb>_<object>".
+# Routing by task name, in one place. Apps name tasks "<app>.<verb>_<object>". An exact name
+# wins over any pattern (Celery's MapRoute).
 CELERY_TASK_ROUTES = {
     "erp_connectors.apply_*": {"queue": "high"},
+    # The alert check must not wait in `default`, which it watches and whose worker may be
+    # the one that is down; it is short, and `high` has a worker of its own. Beat also sends
+    # it to `default`, so that `high` is watched too (notifications/migrations/0003).
+    "notifications.check_alerts": {"queue": "high"},
     "notifications.*": {"queue": "default"},
     "imports.start_*": {"queue": "default"},
     "imports.finish_*": {"queue": "default"},
     "imports.*": {"queue": "low"},
     "erp_connectors.reconcile_*": {"queue": "low"},
-    "platform.cleanup_*": {"queue": "low"},
+    # Beat's daily clean-up of expired task results (django-celery-results): clean-up → low.
+    "celery.backend_cleanup": {"queue": "low"},
 }
 # JSON only: messages carry ids, never pickled objects.
 CELERY_TASK_SERIALIZER = "json"

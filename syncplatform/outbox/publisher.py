@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,9 +82,6 @@ def publish(message: OutboxMessage, *, connection: Connection | None = None) -> 
             "dedup_key": message.dedup_key,
             "outbox_id": message.pk,
             FIRST_ATTEMPT_HEADER: message.created_at.timestamp(),
-            # Read by syncplatform/queue_state.py (/metrics, alerts): how long the oldest
-            # message has waited in its queue.
-            "published_at": time.time(),
         },
         # Fail fast: the row stays in the outbox and the relay tries again later.
         retry=False,
@@ -112,7 +108,6 @@ def publish_batch(
             "outbox_id": first.pk,
             "outbox_ids": [message.pk for message in messages],
             FIRST_ATTEMPT_HEADER: min(message.created_at for message in messages).timestamp(),
-            "published_at": time.time(),
         },
         retry=False,
     )

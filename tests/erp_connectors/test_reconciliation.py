@@ -42,6 +42,7 @@ from erp_connectors.reconciliation import (
 )
 from erp_connectors.services import connector_save
 from notifications.models import Notification
+from syncplatform.celery import app as celery_app
 from syncplatform.outbox.models import OutboxMessage
 from tests.support.http_server import Recorded, json_response, local_http_server
 from tests.support.processes import BASE_DIR, process_env
@@ -238,7 +239,52 @@ def test_a_second_run_finds_no_drift_and_sends_no_notification(erp_server, fake)
 
 
 @pytest.mark.django_db
-def test_drift_without_a_notify_address_is_recorded_but_not_announced(erp_server, fake) -> None:
+def test_drift_without_a_notify_address_goes_to_the_operator_alerts(
+    erp_server, fake, settings
+) -> None:
+    # Given a connector with no notify address, and the operators' alert channels
+    settings.ALERT_EMAILS = ["oncall@shop.example"]
+    settings.ALERT_WEBHOOK_URL = "http://127.0.0.1:9/alerts"
+    seed_catalog()
+    connector = make_connector(erp_server.url, notify_email="")
+    fake.pages = {"stock": [[stock("SKU-1", 11, T2)]], "prices": [[]]}
+    # When a run finds drift
+    run = reconcile_connector(connector_id=connector.pk, trigger="schedule")
+    assert (run.status, run.found, run.fixed) == ("completed", 1, 1)
+    # Then the drift notice goes to every alert channel, once, like an operator alert
+    notifications = list(Notification.objects.order_by("channel"))
+    assert [(n.channel, n.recipient) for n in notifications] == [
+        ("email", "oncall@shop.example"),
+        ("webhook", "http://127.0.0.1:9/alerts"),
+    ]
+    alert = notifications[1]
+    assert alert.dedup_key.startswith(f"alert:reconciliation_drift:{run.pk}:")
+    assert {n.dedup_key for n in notifications} == {alert.dedup_key}
+    assert alert.subject == "[syncplatform] Reconciliation of acme: 1 item(s) fixed"
+    assert "found 1 item(s) where the ERP was newer" in alert.body
+    assert (alert.data["kind"], alert.data["condition"]) == (
+        "operator_alert",
+        "reconciliation_drift",
+    )
+    assert alert.data["figures"] == {
+        "run_id": run.pk,
+        "connector": "acme",
+        "status": "completed",
+        "found": 1,
+        "fixed": 1,
+        "failed": 0,
+    }
+    assert alert.data["runbook"] == "docs/operations.md#reconciliation"
+    assert OutboxMessage.objects.filter(task_name="notifications.deliver_notification").count() == 2
+    # And a run with no drift announces nothing more
+    reconcile_connector(connector_id=connector.pk, trigger="schedule")
+    assert Notification.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_drift_with_nobody_to_tell_is_recorded_only(erp_server, fake, settings) -> None:
+    settings.ALERT_EMAILS = []
+    settings.ALERT_WEBHOOK_URL = ""
     seed_catalog()
     connector = make_connector(erp_server.url, notify_email="")
     fake.pages = {"stock": [[stock("SKU-1", 11, T2)]], "prices": [[]]}
@@ -305,6 +351,29 @@ def test_invalid_items_and_unknown_skus_fail_and_the_rest_is_applied(erp_server,
     assert stored_stock()[("SKU-3", "main")] == 33
     assert stored_prices()[("SKU-1", "EUR")] == Decimal("9.99")
     assert stored_prices()[("SKU-2", "EUR")] == Decimal("3")
+
+
+@pytest.mark.django_db
+def test_a_sku_postgresql_cannot_store_fails_its_item_not_the_run(erp_server, fake) -> None:
+    # Given an ERP page whose skus hold a NUL and a lone surrogate (valid JSON, both refused
+    # by the validators), beside a valid item
+    seed_catalog()
+    connector = make_connector(erp_server.url)
+    fake.pages = {
+        "stock": [[stock("SKU\x00-9", 1, T2), stock("SKU-\ud800", 2, T2), stock("SKU-1", 11, T2)]],
+        "prices": [[]],
+    }
+    # When the connector is reconciled
+    run = reconcile_connector(connector_id=connector.pk, trigger="command")
+    # Then the run completes: the two items failed, kept with U+FFFD, and the third applied
+    assert (run.status, run.found, run.fixed, run.failed) == ("completed", 3, 1, 2)
+    assert [(e["sku"], e["code"]) for e in run.errors] == [
+        ("SKU\ufffd-9", "invalid"),
+        ("SKU-\ufffd", "invalid"),
+    ]
+    assert run.errors[0]["message"] == "page 1 items[0].sku: must not contain control characters"
+    assert ReconciliationRun.objects.get(pk=run.pk).errors == run.errors
+    assert stored_stock()[("SKU-1", "main")] == 11
 
 
 @pytest.mark.django_db
@@ -626,6 +695,12 @@ def test_the_nightly_schedule_is_installed_once_for_the_low_queue() -> None:
     migration.schedule(django_apps, None)
     assert PeriodicTask.objects.filter(task="erp_connectors.reconcile_all").count() == 1
     assert PeriodicTask.objects.get(pk=task.pk).enabled is False
+
+
+def test_beats_clean_up_of_expired_results_runs_on_the_low_queue() -> None:
+    # django-celery-beat installs it with no queue of its own, so the routes decide: `low`,
+    # with the other clean-up and bulk work (CONTRACT §5)
+    assert celery_app.amqp.router.route({}, "celery.backend_cleanup")["queue"].name == "low"
 
 
 # -- through a real worker ------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
+import time
 from datetime import datetime, timedelta
 
 import pytest
+from django.apps import apps as django_apps
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from imports.models import ImportRun
 from notifications import alerts
@@ -19,6 +22,7 @@ from syncplatform.deadletters.models import DeadLetter
 from syncplatform.outbox.models import OutboxMessage
 from syncplatform.outbox.publisher import publish
 from tests.support.http_server import json_response, local_http_server
+from tests.support.processes import Beat, PlatformProcess, process_env
 from tests.support.redis_server import free_port
 from tests.support.waiting import wait_until
 
@@ -142,6 +146,46 @@ def test_queue_lag_is_reported_once_per_window_and_again_in_the_next(alerting, b
     keys = [n.dedup_key for n in sent("queue_lag")]
     assert len(keys) == 6
     assert len(set(keys)) == 2
+
+
+@pytest.mark.django_db
+def test_messages_sent_outside_the_outbox_count_for_queue_lag_from_their_own_publish(
+    alerting, broker
+):
+    # Given at the head of `default` a message sent as beat sends it, not through the outbox,
+    celery_app.send_task("notifications.check_alerts", queue="default")
+    # and in `low` a retry, which carries its first message's headers (sent two hours ago)
+    celery_app.send_task("tests.noop", queue="low", headers={"published_at": time.time() - 7200})
+
+    # When 400 s later: past the 5 min SLO of `default`, within the 30 min of `low`
+    alerts_check(now=timezone.now() + timedelta(seconds=400))
+
+    # Then `default` lags (its head does not hide it), and `low` counts from the retry's publish
+    assert {n.data["about"] for n in sent("queue_lag")} == {"default"}
+
+
+@pytest.mark.django_db
+def test_the_lag_of_the_queue_alerts_are_delivered_on_is_sent_by_the_check_itself(
+    alerting, broker, settings
+):
+    with local_http_server(lambda request: json_response(200, {})) as receiver:
+        settings.ALERT_EMAILS = []
+        settings.ALERT_WEBHOOK_URL = f"{receiver.url}/alerts"
+        # Given messages waiting in `default` (which carries the alerts' deliveries) and `high`
+        publish_to("default")
+        publish_to("high")
+
+        # When the check finds both past their SLO
+        alerts_check(now=timezone.now() + timedelta(seconds=400))
+
+        # Then default's alert was posted by the check, as its delivery task could wait forever;
+        # high's is left to its delivery task on `default`
+        [request] = receiver.requests
+    assert request.json()["data"]["about"] == "default"
+    assert {n.data["about"]: n.status for n in sent("queue_lag")} == {
+        "default": "sent",
+        "high": "pending",
+    }
 
 
 @pytest.mark.django_db
@@ -377,28 +421,49 @@ def test_with_no_recipients_nothing_is_recorded_and_it_is_said_once(settings, br
     ]
 
 
+def queue_of(task_name: str) -> str:
+    return celery_app.amqp.router.route({}, task_name)["queue"].name
+
+
 @pytest.mark.django_db
-def test_beat_runs_the_check_on_the_default_queue():
+def test_beat_runs_the_check_on_high_and_again_on_default():
+    # The check is routed to `high`, away from `default`, whose lag it must report…
     task = PeriodicTask.objects.get(name="Operator alerts")
-    assert task.task == "notifications.check_alerts"
+    assert task.task == check_alerts.name == "notifications.check_alerts"
     assert task.enabled
     assert (task.interval.every, task.interval.period) == (60, "seconds")
-    assert task.queue == "default"
-    assert check_alerts.name == task.task
-    assert celery_app.amqp.router.route({}, task.task)["queue"].name == "default"
+    assert task.queue is None
+    assert queue_of(task.task) == "high"
+    # …and beat sends it to `default` as well, to report `high` while its worker is down
+    second = PeriodicTask.objects.get(name="Operator alerts (default queue)")
+    assert (second.task, second.queue, second.enabled) == (task.task, "default", True)
+    assert (second.interval.every, second.expire_seconds) == (60, 60)
+    # Notifications, operator alerts included, are still delivered on `default` (CONTRACT §5)
+    assert queue_of("notifications.deliver_notification") == "default"
+
+    # Running the migration again keeps the two entries, with an operator's changes
+    PeriodicTask.objects.filter(pk=second.pk).update(enabled=False)
+    PeriodicTask.objects.filter(pk=task.pk).update(queue="low")
+    migration = importlib.import_module("notifications.migrations.0003_alerts_check_on_two_queues")
+    migration.schedule(django_apps, None)
+    assert PeriodicTask.objects.filter(task=task.task).count() == 2
+    assert PeriodicTask.objects.get(pk=second.pk).enabled is False
+    assert PeriodicTask.objects.get(pk=task.pk).queue == "low"
 
 
 @pytest.mark.integration
-def test_a_default_worker_checks_and_the_webhook_receives_the_json_alert(
+def test_the_workers_check_and_the_webhook_receives_the_json_alert(
     start_worker, start_relay, settings
 ):
     # Given a receiver for the alert webhook, and an import that stopped moving an hour ago
     with local_http_server(lambda request: json_response(200, {})) as receiver:
         start_relay()
-        start_worker("default", ALERT_EMAILS="", ALERT_WEBHOOK_URL=f"{receiver.url}/alerts")
+        for queue in ("high", "default"):
+            start_worker(queue, ALERT_EMAILS="", ALERT_WEBHOOK_URL=f"{receiver.url}/alerts")
         run = stalled_run(timedelta(hours=1))
 
-        # When beat's message for the check reaches the `default` worker
+        # When beat's message for the check reaches the `high` worker (its route), which
+        # records the alert, and the `default` worker delivers it
         celery_app.send_task("notifications.check_alerts")
 
         # Then the receiver gets the alert as JSON
@@ -422,4 +487,84 @@ def test_a_default_worker_checks_and_the_webhook_receives_the_json_alert(
     wait_until(
         lambda: Notification.objects.filter(pk=notification.pk, status="sent").exists(),
         what="marked sent",
+    )
+
+
+def checks_done(worker: PlatformProcess) -> int:
+    return sum(
+        "notifications.check_alerts[" in line and "succeeded" in line
+        for line in worker.log().splitlines()
+    )
+
+
+def start_beat_checking_every_second(processes: list[PlatformProcess], env: dict[str, str]) -> Beat:
+    """Beat with the alert checks as the migrations install them, every second here."""
+    for name in ("0002_operator_alerts_schedule", "0003_alerts_check_on_two_queues"):
+        importlib.import_module(f"notifications.migrations.{name}").schedule(django_apps, None)
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period="seconds")
+    checks = PeriodicTask.objects.filter(task="notifications.check_alerts")
+    assert checks.update(interval=every_second) == 2
+    beat = Beat(process_env(**env))
+    processes.append(beat)
+    return beat.start()
+
+
+def alert_env(receiver_url: str, **slos: str) -> dict[str, str]:
+    return {
+        "ALERT_EMAILS": "",
+        "ALERT_WEBHOOK_URL": f"{receiver_url}/alerts",
+        # One window for the whole test, so "once per window" means once here.
+        "ALERT_WINDOW_SECONDS": str(10**9),
+        **slos,
+    }
+
+
+@pytest.mark.integration
+def test_with_no_default_worker_its_lag_is_alerted_by_the_high_worker(
+    start_worker, processes: list[PlatformProcess]
+):
+    with local_http_server(lambda request: json_response(200, {})) as receiver:
+        env = alert_env(receiver.url, ALERT_QUEUE_LAG_SLO_DEFAULT="2")
+        # Given beat, and a worker for `high` only: `default`'s worker is down
+        worker = start_worker("high", **env)
+        start_beat_checking_every_second(processes, env)
+
+        # When beat's checks for `default` (sent by beat, not the outbox) wait there past
+        # its SLO, then the high worker's check reports it and posts the alert itself
+        request = wait_until(
+            lambda: next(iter(receiver.requests), None), timeout=60, what="alert posted"
+        )
+        payload = request.json()
+        assert payload["data"]["condition"] == "queue_lag"
+        assert payload["data"]["about"] == "default"
+        assert payload["data"]["figures"]["oldest_age_seconds"] > 2
+
+        # And the checks that follow send nothing more in the window
+        checks = checks_done(worker)
+        wait_until(
+            lambda: checks_done(worker) >= checks + 2, timeout=60, what="two more checks on high"
+        )
+        assert len(receiver.requests) == 1
+    assert Notification.objects.get(channel="webhook").status == "sent"
+
+
+@pytest.mark.integration
+def test_with_no_high_worker_its_lag_is_alerted_by_the_default_worker(
+    start_worker, start_relay, processes: list[PlatformProcess]
+):
+    with local_http_server(lambda request: json_response(200, {})) as receiver:
+        env = alert_env(receiver.url, ALERT_QUEUE_LAG_SLO_HIGH="2")
+        # Given beat, a relay, and a worker for `default` only: `high`'s worker is down
+        start_relay(**env)
+        start_worker("default", **env)
+        start_beat_checking_every_second(processes, env)
+
+        # When beat's checks for `high` wait there past its SLO, then the check beat also
+        # sends to `default` reports it, delivered as any notification
+        request = wait_until(
+            lambda: next(iter(receiver.requests), None), timeout=60, what="alert posted"
+        )
+    assert (request.json()["data"]["condition"], request.json()["data"]["about"]) == (
+        "queue_lag",
+        "high",
     )
