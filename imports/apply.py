@@ -23,7 +23,7 @@ values tie as in the catalog: the later one wins within a batch, the first appli
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -73,14 +73,12 @@ def rows_apply(
     *,
     created_at: datetime,
     last_line: int,
-    before_writing: Callable[[], None] | None = None,
 ) -> list[RowResult]:
     """Apply the rows in the caller's transaction and return one result per row, in order.
 
     `created_at` and `last_line` (the run's) version the rows that give no updated_at.
     Products are written first, so a row that names a new product makes it exist for the
-    price and stock of every row in the same call. `before_writing` is called once the
-    items are built, just before the first catalog statement.
+    price and stock of every row in the same call.
     """
     products: list[ProductItem] = []
     prices: list[PriceItem] = []
@@ -110,8 +108,6 @@ def rows_apply(
         if not parts[index]:
             bare.append(index)
 
-    if before_writing is not None:
-        before_writing()
     # One changed_at for the whole batch: each product row is rewritten once, not per call.
     with catalog_write_clock():
         if sum(1 for kind in (products, stock, prices) if kind) > 1:

@@ -8,7 +8,8 @@ Workers then:
    Only the spans are kept in memory (one small tuple per 1,000 rows), never the rows.
 2. `batch_process` (queue low) re-reads its span, applies it through the catalog services,
    records its row errors and moves the run's counters, all in one transaction. Batches of
-   a run parse side by side and take turns to write (`_take_write_turn`). A batch
+   a run run side by side, one per pool process of `worker-low`: the catalog services lock
+   products in one order, so they queue rather than deadlock where their rows meet. A batch
    marked done makes a re-delivered message a no-op, so nothing is counted twice; a batch
    that finds the run cancelled when it moves the counters rolls back, so a cancel leaves
    exactly the batches committed before it applied.
@@ -29,7 +30,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -255,12 +256,7 @@ def batch_process(*, batch_id: int) -> None:
                     lambda: iter_line_range(stream, encoding=run.encoding or None, span=batch.span)
                 )
             )
-            results = rows_apply(
-                rows,
-                created_at=run.created_at,
-                last_line=run.last_line,
-                before_writing=lambda: _take_write_turn(run.pk),
-            )
+            results = rows_apply(rows, created_at=run.created_at, last_line=run.last_line)
         counts, errors = _tally(results, parse_errors)
         if sum(counts.values()) != batch.row_count:
             raise PermanentError(
@@ -303,26 +299,6 @@ def batch_process(*, batch_id: int) -> None:
         run.refresh_from_db(fields=["batches_done", "batch_count", "status", "retry_count"])
         if run.batches_done == run.batch_count:
             _enqueue_finish(run)
-
-
-# The first key of the advisory locks that give a run's batches turns at writing.
-_WRITE_TURN_LOCK_CLASS = 0x494D5054  # "IMPT"
-
-
-def _take_write_turn(run_id: int) -> None:
-    """Wait until no other batch of the run is writing; hold the turn until commit.
-
-    Batches read and parse their rows side by side but write one at a time, so an
-    import's database work keeps at most one backend busy, and the storefront and webhooks
-    keep a core (the workers' niceness does not reach their database backends). Parsing
-    the next batch overlaps the writing of this one, so on two cores the run is not
-    measurably slower for it.
-    """
-    if connection.vendor != "postgresql":
-        return  # SQLite has a single writer anyway
-    with connection.cursor() as cursor:
-        key = run_id % 2**31  # the two-key form takes 32-bit keys
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_WRITE_TURN_LOCK_CLASS, key])
 
 
 def _lock_batch(batch_id: int) -> ImportBatch | None:
