@@ -11,6 +11,7 @@ run's status (CONTRACT §4), who must be known, and whose POSTs must pass the CS
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -60,3 +61,7 @@ def _has_cookie(header: str, name: str) -> bool:
 
 
 application = _make_application()
+# gunicorn imports this module in each worker, once Django and the app are loaded: leave
+# their long-lived objects out of every garbage collection from here on, as the Celery pool
+# processes do (syncplatform/celery.py).
+gc.freeze()
