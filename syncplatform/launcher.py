@@ -106,7 +106,8 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
     processes = {
         "web": (
             f"exec {_bin('gunicorn')} syncplatform.wsgi --bind 127.0.0.1:{web_port}"
-            f" --workers {env.get('WEB_CONCURRENCY', '2')} --threads 4 --access-logfile -"
+            f" --workers {env.get('WEB_CONCURRENCY', '2')}"
+            f" --threads {env.get('WEB_THREADS', '2')} --access-logfile -"
         ),
         # The same application on a port of its own, for shoppers' reads (the proxy sends
         # /api/v1/products there): they never queue behind webhooks, uploads or the admin.
