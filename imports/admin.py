@@ -32,7 +32,6 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from .admin_views import (
     INLINE_ERRORS,
-    POLL_INTERVAL_MS,
     ImportUploadForm,
     error_report_response,
     percent_display,
@@ -321,7 +320,7 @@ class ImportRunAdmin(admin.ModelAdmin):
             "doc": document,
             "media": self.media,
             "inline_errors": INLINE_ERRORS,
-            "poll_interval_ms": POLL_INTERVAL_MS,
+            "poll_interval_ms": settings.IMPORT_RUN_CARD_POLL_MS,
             "progress_url": self._url("progress", run),
             # The admin's own report URL: the card's links stay within the admin.
             "errors_url": self._url("errors", run),

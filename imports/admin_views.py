@@ -26,8 +26,6 @@ from .selectors import run_row_errors
 
 # The run card shows this many row errors inline; the report has them all.
 INLINE_ERRORS = 20
-# How often the run card asks for fresh counters while the run is open.
-POLL_INTERVAL_MS = 1000
 # Retry is offered for these statuses when rows failed (imports.services.import_retry_failed).
 RETRYABLE_STATUSES = (ImportRun.Status.COMPLETED_WITH_ERRORS, ImportRun.Status.FAILED)
 # A run that ends in these statuses without data rows has nothing left: its bar is full.

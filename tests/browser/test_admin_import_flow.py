@@ -22,9 +22,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 ROWS = 4000
 UNKNOWN_EVERY = 50  # every 50th row has a sku no product has, and no name: a row error
-# Small batches: many steps, so the one-second poll sees the bar between 0 and 100 even on
-# a fast machine.
+# Small batches and a run card that polls ten times a second: many steps, and the card sees
+# the bar between 0 and 100 even when the whole file takes a second.
 BATCH_SIZE = 50
+POLL_MS = 100
 PASSWORD = "a-long-enough-password"
 DEADLINE_MS = 240_000  # two shared cores: generous
 
@@ -66,6 +67,7 @@ def platform(
         "MEDIA_ROOT": str(tmp_path / "media"),
         "STATIC_ROOT": str(static_root),
         "IMPORT_BATCH_SIZE": str(BATCH_SIZE),
+        "IMPORT_RUN_CARD_POLL_MS": str(POLL_MS),
     }
     start_worker(queues="default,low", **env)
     start_relay(**env)
