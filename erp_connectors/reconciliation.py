@@ -15,7 +15,6 @@ died), marked failed, and no longer blocks a new one.
 from __future__ import annotations
 
 import logging
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +28,7 @@ from notifications.alerts import Alert, alert_announce
 from notifications.models import Notification
 from notifications.services import notification_create
 from syncplatform.outbox.services import outbox_enqueue
+from syncplatform.text import storable
 
 from .apply import normalised_items_apply
 from .erp_client import ErpClient, ErpError, ErpPage
@@ -47,8 +47,6 @@ _RESOURCES = (
 )
 _VALIDATORS = {"stock": stock_item_check, "price": price_item_check}
 INVALID = "invalid"
-# What PostgreSQL cannot store in text or jsonb: NUL, and (in jsonb) lone surrogates.
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class ReconciliationNotPossible(Exception):
@@ -178,7 +176,7 @@ def _page_apply(run_id: int, kind: str, event_type: str, number: int, page: ErpP
         if item is None:
             message = "; ".join(f"{p.path}: {p.message}" for p in problems)
             errors.append(
-                {"kind": kind, "sku": _sku_of(raw), "code": INVALID, "message": _storable(message)}
+                {"kind": kind, "sku": _sku_of(raw), "code": INVALID, "message": storable(message)}
             )
         else:
             valid.append(item)
@@ -195,9 +193,9 @@ def _page_apply(run_id: int, kind: str, event_type: str, number: int, page: ErpP
                 errors.append(
                     {
                         "kind": kind,
-                        "sku": _storable(sku),
+                        "sku": storable(sku),
                         "code": result.code,
-                        "message": _storable(result.message),
+                        "message": storable(result.message),
                     }
                 )
         room = MAX_REPORTED_ERRORS - len(run.errors)
@@ -222,7 +220,7 @@ def _run_finish(run_id: int, *, error: str = "") -> ReconciliationRun:
         run.status = (
             ReconciliationRun.Status.FAILED if error else ReconciliationRun.Status.COMPLETED
         )
-        run.error = _storable(error)
+        run.error = storable(error)
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "error", "finished_at"])
         if run.fixed:
@@ -309,13 +307,4 @@ def _notify_drift(run: ReconciliationRun) -> None:
 
 def _sku_of(raw: Any) -> str:
     sku = raw.get("sku") if isinstance(raw, dict) else None
-    return _storable(sku[:64]) if isinstance(sku, str) else ""
-
-
-def _storable(text: str) -> str:
-    """Return `text` with what PostgreSQL refuses replaced by U+FFFD.
-
-    What the ERP sends is stored in the run (failed items' sku and message, the error): one
-    NUL in a refused sku would otherwise fail the page's write, and the whole run with it.
-    """
-    return _UNSTORABLE.sub("\ufffd", text)
+    return storable(sku[:64]) if isinstance(sku, str) else ""

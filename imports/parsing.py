@@ -29,6 +29,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import BinaryIO, NamedTuple, TextIO
 
+from syncplatform.text import storable
+
 __all__ = [
     "ACTIVE_FALSE",
     "ACTIVE_TRUE",
@@ -140,7 +142,7 @@ class CsvFormatError(Exception):
     """The file cannot be imported at all; the message is meant for the uploader."""
 
     def __init__(self, message: str, *, line: int | None = None) -> None:
-        message = _storable(message)  # it may quote header cells, and becomes the run's error
+        message = storable(message)  # it may quote header cells, and becomes the run's error
         super().__init__(message)
         self.message = message
         self.line = line
@@ -486,7 +488,7 @@ def _read_header(source: _LineSource) -> tuple[CsvHeader, _Layout]:
         elif not name:
             warnings.append(f"column {position + 1} has no name and is ignored")
         else:
-            warnings.append(_storable(f"unknown column '{names[position].strip()}' is ignored"))
+            warnings.append(storable(f"unknown column '{names[position].strip()}' is ignored"))
 
     if "sku" not in index:
         found = ", ".join(f"'{name}'" for name in columns)
@@ -666,24 +668,14 @@ def _validate(layout: _Layout, record: _Record) -> CatalogRow | RowError:
 
 
 def _row_error(line: int, raw_sku: str, column: str, code: str, message: str) -> RowError:
-    """A RowError whose text can be stored as it is (see `_storable`)."""
-    return RowError(line, _sku_for_report(raw_sku), _storable(column), code, _storable(message))
+    """A RowError whose text can be stored as it is (see `syncplatform.text.storable`)."""
+    return RowError(line, _sku_for_report(raw_sku), storable(column), code, storable(message))
 
 
 def _sku_for_report(sku: str) -> str:
     # The report's sku column holds at most SKU_MAX_LENGTH characters, like the catalog.
-    sku = _storable(sku)
+    sku = storable(sku)
     return sku if len(sku) <= SKU_MAX_LENGTH else sku[: SKU_MAX_LENGTH - 1] + "…"
-
-
-def _storable(text: str) -> str:
-    """Return `text` with NUL shown as U+FFFD, the replacement character.
-
-    Text taken from the file into a row error, a warning or a run's error is stored, and
-    PostgreSQL text and jsonb cannot hold NUL: one NUL would fail the whole batch's
-    transaction, not just its row. The row itself is still refused (a control character).
-    """
-    return text.replace("\x00", "\ufffd")
 
 
 def _pair(first: str, first_column: str, second: str, second_column: str) -> None:

@@ -29,11 +29,7 @@ from imports.models import ImportRun
 from syncplatform.deadletters.models import DeadLetter
 from syncplatform.outbox.models import OutboxMessage
 from syncplatform.outbox.publisher import route_for
-from syncplatform.queue_state import (
-    BrokerUnavailable,
-    QueueState,
-    queue_states,
-)
+from syncplatform.queue_state import BrokerUnavailable, QueueState, queue_states
 from syncplatform.retry import PermanentError, TransientError
 
 from .models import Notification
