@@ -1,6 +1,6 @@
 """Webhook-path benchmarks: intake vs a one-INSERT peer, end-to-end lag, storefront reads.
 
-    .venv/bin/python -m benchmarks.webhooks            # the full run, 8 to 15 minutes
+    .venv/bin/python -m benchmarks.webhooks            # the full run, 10 to 15 minutes
     .venv/bin/python -m benchmarks.webhooks --quick    # a smoke run, 2 to 3 minutes
 
 Needs wrk (`apt-get install -y wrk`), `psql`, and a PostgreSQL server that the role in
@@ -19,7 +19,10 @@ whatever happens (Ctrl-C and SIGTERM included).
 3. end-to-end lag: a paced (open-loop) sender at 200 events/s of 10 items, then at a lower
    rate; lag per event is completed_at - received_at, read from the database afterwards.
 4. storefront during load: the reads of 2 again, beside paced webhooks at the lower rate and
-   at 200 events/s, then beside a saturating wrk storm of signed webhooks at 32 connections.
+   at 200 events/s (compared to the median p99 of every idle window of the run).
+5. storefront idle vs storm: idle reads, then the same reads beside a saturating wrk storm of
+   signed webhooks at 32 connections, alternating for several rounds; the storm's backlog is
+   applied before each idle window. The median of the rounds' p99 ratios is the figure.
 
 The machine is shared: every run also records the CPU that processes outside the benchmark
 used, and the hypervisor's steal time, and flags runs where either took a noticeable share.
@@ -95,6 +98,7 @@ DISTURBED_CORES = 0.25
 class Plan:
     name: str
     rounds: int  # intake/peer pairs
+    storm_rounds: int  # storefront idle/storm pairs
     ab_seconds: int  # one wrk run
     warmup_seconds: int
     e2e_seconds: int
@@ -122,6 +126,7 @@ class Plan:
 FULL = Plan(
     name="full",
     rounds=5,
+    storm_rounds=5,
     ab_seconds=10,
     warmup_seconds=4,
     e2e_seconds=25,
@@ -132,6 +137,7 @@ FULL = Plan(
 QUICK = Plan(
     name="quick",
     rounds=1,
+    storm_rounds=1,
     ab_seconds=4,
     warmup_seconds=2,
     e2e_seconds=5,
@@ -482,20 +488,66 @@ def phase_reads_during_paced_load(bench: Bench, *, rate: float, id_prefix: str) 
     }
 
 
-def phase_reads_during_saturating_storm(bench: Bench) -> dict[str, Any]:
+def phase_reads_during_saturating_storm(bench: Bench, *, id_prefix: str) -> dict[str, Any]:
     plan = bench.plan
     lead = 2.0
     storm = WrkInBackground(
-        **bench.replay_args(bench.intake_path, plan.read_seconds + 2 * lead, "storm-wrk")
+        **bench.replay_args(bench.intake_path, plan.read_seconds + 2 * lead, id_prefix)
     )
     bench.background.append(storm)
     time.sleep(lead)
     reads = phase_reads(bench, f"during saturating storm ({plan.connections} connections)")
     storm_result = storm.result()
     bench.background.remove(storm)
-    _remove_replay_files(bench.run_dir, "storm-wrk")
+    _remove_replay_files(bench.run_dir, id_prefix)
     print(f"  saturating storm itself: {_brief(storm_result)}", flush=True)
-    return {"reads": reads, "storm": _wrk_row(storm_result, {})}
+    drained = wait_applied(id_prefix, timeout=plan.drain_timeout)
+    return {"reads": reads, "storm": _wrk_row(storm_result, {}), "storm_drained": drained}
+
+
+def phase_storefront_idle_vs_storm(bench: Bench) -> dict[str, Any]:
+    """Alternate idle reads and reads in a saturating storm; the median round ratio is the figure.
+
+    One idle window of a few thousand reads on a shared machine has a p99 anywhere from 2.5 to
+    6 ms, so a ratio to a single idle window is decided by a handful of slow reads. As in the
+    intake/peer phase, each round measures both sides back to back, and a round in which
+    either side was disturbed is repeated, at most `rounds` extra times. Each storm's backlog
+    is applied before the next idle window, so idle means idle.
+    """
+    plan = bench.plan
+    rounds: list[dict[str, Any]] = []
+    while len(rounds) < 2 * plan.storm_rounds:
+        if sum(not round_["disturbed"] for round_ in rounds) >= plan.storm_rounds:
+            break
+        number = len(rounds) + 1
+        idle = phase_reads(bench, f"idle (round {number})")
+        storm = phase_reads_during_saturating_storm(bench, id_prefix=f"storm{number}")
+        ratio = storm["reads"]["p99_ms"] / idle["p99_ms"]
+        print(f"  round {number}: storm p99 / idle p99 = {ratio:.2f}", flush=True)
+        rounds.append(
+            {
+                "round": number,
+                "idle": idle,
+                **storm,
+                "p99_ratio": ratio,
+                "disturbed": max(_disturbance(idle), _disturbance(storm["reads"]))
+                > DISTURBED_CORES,
+            }
+        )
+    used = [round_ for round_ in rounds if not round_["disturbed"]] or rounds
+    return {
+        "rounds": rounds,
+        "summary": {
+            "rounds_run": len(rounds),
+            "rounds_used": len(used),
+            "all_rounds_disturbed": all(round_["disturbed"] for round_ in rounds),
+            "idle_p99_ms": statistics.median(r["idle"]["p99_ms"] for r in used),
+            "storm_p99_ms": statistics.median(r["reads"]["p99_ms"] for r in used),
+            "storm_rps": statistics.median(r["storm"]["rps"] for r in used),
+            "p99_ratio": statistics.median(r["p99_ratio"] for r in used),
+            "p99_ratio_per_round": [round(r["p99_ratio"], 2) for r in used],
+        },
+    }
 
 
 # -- reading the outcome ------------------------------------------------------------------
@@ -721,7 +773,7 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
     plan = results["plan"]
     ratio = results["intake_vs_peer"]["summary"]["ratio"]
     e2e = results["e2e"]
-    idle = results["storefront_idle"]["p99_ms"]
+    idle = idle_reference_p99(results)
     return {
         "intake_rps": ratio["rps"] >= TARGET_RPS_RATIO,
         "intake_p99": ratio["p99"] <= TARGET_P99_RATIO,
@@ -732,9 +784,17 @@ def verdicts(results: dict[str, Any]) -> dict[str, bool]:
         ),
         "storefront_paced": results["storefront_paced_storm"]["reads"]["p99_ms"] / idle
         <= TARGET_READ_P99_RATIO,
-        "storefront_storm": results["storefront_saturating_storm"]["reads"]["p99_ms"] / idle
+        "storefront_storm": results["storefront_idle_vs_storm"]["summary"]["p99_ratio"]
         <= TARGET_READ_P99_RATIO,
     }
+
+
+def idle_reference_p99(results: dict[str, Any]) -> float:
+    """The idle p99 that paced loads are compared to: the median of every idle window."""
+    windows = [results["storefront_idle"]] + [
+        round_["idle"] for round_ in results["storefront_idle_vs_storm"]["rounds"]
+    ]
+    return statistics.median(window["p99_ms"] for window in windows)
 
 
 def report(results: dict[str, Any]) -> str:
@@ -819,35 +879,51 @@ def report(results: dict[str, Any]) -> str:
         )
 
     idle = results["storefront_idle"]
+    idle_p99 = idle_reference_p99(results)
     paced_low = results["storefront_paced_low"]["reads"]
     paced = results["storefront_paced_storm"]["reads"]
-    saturated = results["storefront_saturating_storm"]["reads"]
+    storm = results["storefront_idle_vs_storm"]
     lines.append("")
     lines.append(
         f"Storefront GET /api/v1/products/<sku>: wrk {plan['read_connections']} connections,"
         f" {plan['read_pause_ms']} ms pause between a connection's requests,"
-        f" {plan['read_seconds']} s"
+        f" {plan['read_seconds']} s per window"
     )
     lines.append(f"  {'':34s}{'req/s':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'p99/idle':>10s}   target")
-    lines.append(f"  {'idle':34s}{idle['rps']:8.1f}{idle['p50_ms']:9.1f}{idle['p99_ms']:9.1f}")
+    lines.append(
+        f"  {'idle (first window)':34s}{idle['rps']:8.1f}{idle['p50_ms']:9.1f}{idle['p99_ms']:9.1f}"
+    )
+    lines.append(f"  {'idle (median of all windows)':34s}{'':8s}{'':9s}{idle_p99:9.1f}")
     label = f"paced load {plan['e2e_low_rate']:.0f} events/s"
     lines.append(
         f"  {label:34s}{paced_low['rps']:8.1f}{paced_low['p50_ms']:9.1f}"
-        f"{paced_low['p99_ms']:9.1f}{paced_low['p99_ms'] / idle['p99_ms']:10.2f}"
+        f"{paced_low['p99_ms']:9.1f}{paced_low['p99_ms'] / idle_p99:10.2f}"
     )
-    for label, row, key in (
-        (f"paced load {plan['e2e_rate']:.0f} events/s", paced, "storefront_paced"),
-        (f"saturating storm ({plan['connections']} conn.)", saturated, "storefront_storm"),
-    ):
-        r = row["p99_ms"] / idle["p99_ms"]
-        lines.append(
-            f"  {label:34s}{row['rps']:8.1f}{row['p50_ms']:9.1f}{row['p99_ms']:9.1f}{r:10.2f}"
-            f"   <= {TARGET_READ_P99_RATIO:.2f}  {_verdict(ok[key])}"
-        )
-    storm = results["storefront_saturating_storm"]["storm"]
+    label = f"paced load {plan['e2e_rate']:.0f} events/s"
     lines.append(
-        f"  (the saturating storm itself: {storm['rps']:.1f} webhooks/s,"
-        f" p99 {storm['p99_ms']:.1f} ms)"
+        f"  {label:34s}{paced['rps']:8.1f}{paced['p50_ms']:9.1f}{paced['p99_ms']:9.1f}"
+        f"{paced['p99_ms'] / idle_p99:10.2f}"
+        f"   <= {TARGET_READ_P99_RATIO:.2f}  {_verdict(ok['storefront_paced'])}"
+    )
+    summary = storm["summary"]
+    lines.append(
+        f"  saturating storm ({plan['connections']} connections), idle and storm windows"
+        f" alternating, median of {summary['rounds_used']}"
+        f"{'' if summary['all_rounds_disturbed'] else ' undisturbed'} round(s)"
+        f" of {summary['rounds_run']}:"
+    )
+    for round_ in storm["rounds"]:
+        lines.append(
+            f"    round {round_['round']}: idle p99 {round_['idle']['p99_ms']:.1f} ms,"
+            f" storm p99 {round_['reads']['p99_ms']:.1f} ms, ratio {round_['p99_ratio']:.2f}"
+            f" ({round_['storm']['rps']:.0f} webhooks/s, storm p99"
+            f" {round_['storm']['p99_ms']:.1f} ms){'  DISTURBED' if round_['disturbed'] else ''}"
+            + ("" if round_["storm_drained"]["complete"] else "  BACKLOG NOT APPLIED IN TIME")
+        )
+    lines.append(
+        f"    median: idle p99 {summary['idle_p99_ms']:.1f} ms, storm p99"
+        f" {summary['storm_p99_ms']:.1f} ms, ratio {summary['p99_ratio']:.2f}"
+        f"   <= {TARGET_READ_P99_RATIO:.2f}  {_verdict(ok['storefront_storm'])}"
     )
     disturbed = [
         label
@@ -855,7 +931,6 @@ def report(results: dict[str, Any]) -> str:
             ("storefront idle", idle),
             ("storefront paced (lower rate)", paced_low),
             ("storefront paced", paced),
-            ("storefront storm", saturated),
             ("e2e", results["e2e"]),
             ("e2e lower rate", results["e2e_low"]),
         )
@@ -894,6 +969,7 @@ def parse_args(argv: list[str] | None) -> Plan:
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run of about 2 minutes")
     parser.add_argument("--rounds", type=int, help="intake/peer round pairs")
+    parser.add_argument("--storm-rounds", type=int, help="storefront idle/storm round pairs")
     parser.add_argument("--seconds", type=int, help="length of one intake or peer wrk run")
     parser.add_argument("--e2e-seconds", type=int, help="length of each paced end-to-end run")
     parser.add_argument("--e2e-rate", type=float, help="events per second of the paced load")
@@ -902,14 +978,17 @@ def parse_args(argv: list[str] | None) -> Plan:
     plan = QUICK if options.quick else FULL
     overrides = {
         "rounds": options.rounds,
+        "storm_rounds": options.storm_rounds,
         "ab_seconds": options.seconds,
         "e2e_seconds": options.e2e_seconds,
         "e2e_rate": options.e2e_rate,
         "e2e_low_rate": options.e2e_low_rate,
     }
     plan = replace(plan, **{k: v for k, v in overrides.items() if v is not None})
-    if not 1 <= plan.rounds <= 50 or not 1 <= plan.ab_seconds <= 120:
-        parser.error("rounds must be 1..50 and seconds 1..120")
+    if not (1 <= plan.rounds <= 50 and 1 <= plan.storm_rounds <= 50):
+        parser.error("rounds must be 1..50")
+    if not 1 <= plan.ab_seconds <= 120:
+        parser.error("seconds must be 1..120")
     if not 1 <= plan.e2e_seconds <= 300:
         parser.error("e2e seconds must be 1..300")
     if not (1 <= plan.e2e_rate <= 2000 and 1 <= plan.e2e_low_rate <= 2000):
@@ -1005,7 +1084,8 @@ def main(argv: list[str] | None = None) -> int:
         results["storefront_paced_storm"] = phase_reads_during_paced_load(
             bench, rate=plan.e2e_rate, id_prefix="reads-paced"
         )
-        results["storefront_saturating_storm"] = phase_reads_during_saturating_storm(bench)
+        print("storefront idle and in a saturating storm, alternating", flush=True)
+        results["storefront_idle_vs_storm"] = phase_storefront_idle_vs_storm(bench)
         results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         succeeded = True
     finally:
