@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django_celery_results.models import TaskResult
 
 from syncplatform.outbox.models import OutboxMessage
-from syncplatform.outbox.relay import relay_once
+from syncplatform.outbox.relay import Relay, relay_once
 from syncplatform.outbox.services import outbox_enqueue
 from tests.support.waiting import wait_until
 
@@ -89,6 +89,24 @@ def test_committed_work_reaches_the_broker_at_once_with_the_default_settings(bro
             what=f"the {round_} messages published",
         )
     wait_until(lambda: unpublished() == 0, timeout=10, what="the rows marked")
+
+
+def test_a_burst_of_commits_wakes_the_relay_once(transactional_db, broker, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("commits wake the relay by NOTIFY on PostgreSQL; elsewhere it polls")
+    settings.OUTBOX_FAST_PATH = False
+    settings.OUTBOX_RELAY_GRACE_SECONDS = 0
+    # Given a relay listening on this session (a session hears its own commits at once)
+    relay = Relay()
+    relay._listen()
+    # When 50 requests commit work one after another while the relay is busy elsewhere
+    for i in range(50):
+        enqueue_pings(1, prefix=f"burst-{i}")
+    # Then the relay's wait ends at once, and leaves no notification behind: one pass
+    # publishes all 50 rows, and no empty pass follows for each other commit
+    relay._wait_for_work(60)
+    assert list(connection.connection.notifies(timeout=0)) == []
+    assert relay_once() == 50
 
 
 def test_tasks_are_routed_to_their_queue(transactional_db, broker, settings):
