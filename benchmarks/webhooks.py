@@ -705,6 +705,11 @@ def _round_dict(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _busy_cores(row: dict[str, Any]) -> float:
+    """How busy the machine was during a window: an idle window should show the reads only."""
+    return (row.get("cpu_cores") or {}).get("machine_busy", 0.0)
+
+
 def _brief(result: WrkResult) -> str:
     return (
         f"{result.rps:.1f} req/s p50 {result.p50_ms:.1f} ms p99 {result.p99_ms:.1f} ms"
@@ -892,6 +897,7 @@ def report(results: dict[str, Any]) -> str:
     lines.append(f"  {'':34s}{'req/s':>8s}{'p50 ms':>9s}{'p99 ms':>9s}{'p99/idle':>10s}   target")
     lines.append(
         f"  {'idle (first window)':34s}{idle['rps']:8.1f}{idle['p50_ms']:9.1f}{idle['p99_ms']:9.1f}"
+        f"   (machine {_busy_cores(idle):.2f} cores busy)"
     )
     lines.append(f"  {'idle (median of all windows)':34s}{'':8s}{'':9s}{idle_p99:9.1f}")
     label = f"paced load {plan['e2e_low_rate']:.0f} events/s"
@@ -914,7 +920,8 @@ def report(results: dict[str, Any]) -> str:
     )
     for round_ in storm["rounds"]:
         lines.append(
-            f"    round {round_['round']}: idle p99 {round_['idle']['p99_ms']:.1f} ms,"
+            f"    round {round_['round']}: idle p99 {round_['idle']['p99_ms']:.1f} ms"
+            f" (machine {_busy_cores(round_['idle']):.2f} cores busy),"
             f" storm p99 {round_['reads']['p99_ms']:.1f} ms, ratio {round_['p99_ratio']:.2f}"
             f" ({round_['storm']['rps']:.0f} webhooks/s, storm p99"
             f" {round_['storm']['p99_ms']:.1f} ms){'  DISTURBED' if round_['disturbed'] else ''}"
