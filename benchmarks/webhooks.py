@@ -511,8 +511,8 @@ def phase_storefront_idle_vs_storm(bench: Bench) -> dict[str, Any]:
     One idle window of a few thousand reads on a shared machine has a p99 anywhere from 2.5 to
     6 ms, so a ratio to a single idle window is decided by a handful of slow reads. As in the
     intake/peer phase, each round measures both sides back to back, and a round in which
-    either side was disturbed is repeated, at most `rounds` extra times. Each storm's backlog
-    is applied before the next idle window, so idle means idle.
+    either side was disturbed is repeated, at most `storm_rounds` extra times. Each storm's
+    backlog is applied before the next idle window, so idle means idle.
     """
     plan = bench.plan
     rounds: list[dict[str, Any]] = []
