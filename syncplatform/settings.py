@@ -407,6 +407,9 @@ if not 1 <= IMPORT_BATCH_SIZE <= 1000:
 IMPORT_DEDUP_WINDOW_SECONDS = env_int("IMPORT_DEDUP_WINDOW_SECONDS", 24 * 3600)
 # How often (ms) the admin's run card asks for fresh counters while a run is open.
 IMPORT_RUN_CARD_POLL_MS = env_int("IMPORT_RUN_CARD_POLL_MS", 1000)
+# Below 100 ms every open run card would keep a web thread busy answering its polls.
+if not 100 <= IMPORT_RUN_CARD_POLL_MS <= 60_000:
+    raise ImproperlyConfigured("IMPORT_RUN_CARD_POLL_MS must be between 100 and 60000")
 # Uploads larger than this are spooled to a temporary file while they arrive, never held in
 # memory (Django's default, stated here because 100 MB imports depend on it).
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)

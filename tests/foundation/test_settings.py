@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -38,3 +40,24 @@ def test_production_refuses_to_start_without_a_secret_key():
     result = manage("check", SYNCPLATFORM_ENV="production", ALLOWED_HOSTS="shop.example.com")
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("IMPORT_BATCH_SIZE", "0", "IMPORT_BATCH_SIZE must be between 1 and 1000"),
+        ("IMPORT_BATCH_SIZE", "1001", "IMPORT_BATCH_SIZE must be between 1 and 1000"),
+        ("IMPORT_RUN_CARD_POLL_MS", "0", "IMPORT_RUN_CARD_POLL_MS must be between 100 and 60000"),
+        ("WORKER_LOW_NICENESS", "20", "WORKER_LOW_NICENESS must be between 0 and 19"),
+    ],
+)
+def test_an_out_of_range_setting_stops_start_up_with_its_name(name, value, message):
+    result = manage("check", **{name: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_run_cards_poll_interval_accepts_its_bounds():
+    for value in ("100", "60000"):
+        result = manage("check", IMPORT_RUN_CARD_POLL_MS=value)
+        assert result.returncode == 0, result.stderr
