@@ -391,8 +391,9 @@ OUTBOX_RELAY_GRACE_SECONDS = env_float(
 )
 
 # CPU priority of a worker that consumes only `low` (0 = as everyone else): bulk work then
-# yields the CPU to the web and the `high` worker (syncplatform/celery.py).
-WORKER_LOW_NICENESS = env_int("WORKER_LOW_NICENESS", 15)
+# yields the CPU to the web and the `high` worker (syncplatform/celery.py), which `make run`
+# runs at STOREFRONT_FIRST_NICENESS (15).
+WORKER_LOW_NICENESS = env_int("WORKER_LOW_NICENESS", 19)
 if not 0 <= WORKER_LOW_NICENESS <= 19:
     raise ImproperlyConfigured("WORKER_LOW_NICENESS must be between 0 and 19")
 

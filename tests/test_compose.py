@@ -584,9 +584,14 @@ def test_operations_guide_covers_every_variable_and_metric() -> None:
 
 def test_the_launcher_runs_everything_but_the_storefront_at_a_lower_priority() -> None:
     processes = launcher.build_processes(dict(LAUNCHER_ENV))
-    niced = {name for name, command in processes.items() if "exec nice -n 10 " in command}
+    niced = {name for name, command in processes.items() if "exec nice -n 15 " in command}
     # worker-low lowers itself (WORKER_LOW_NICENESS), the storefront stays as it is
     assert niced == LONG_RUNNING - {"storefront", "worker-low"}
     unchanged = launcher.build_processes({**LAUNCHER_ENV, "STOREFRONT_FIRST_NICENESS": "0"})
     assert not any("nice" in command for command in unchanged.values())
-    assert services()["storefront"]["cpu_shares"] == 4096
+    # Compose: the storefront above PostgreSQL and Redis (default weight), the rest below, bulk
+    # work lowest
+    shares = {name: svc.get("cpu_shares", 1024) for name, svc in services().items()}
+    assert shares["storefront"] > shares["postgres"] == shares["redis"] == 1024
+    assert all(shares[name] < 1024 for name in LONG_RUNNING - {"storefront"})
+    assert shares["worker-low"] == min(shares.values())
