@@ -404,11 +404,45 @@ def _pair_disturbed(pair: tuple[dict[str, Any], dict[str, Any]]) -> bool:
 
 
 def phase_reads(bench: Bench, label: str) -> dict[str, Any]:
+    spread: list[list[int]] = []
+    sampler = threading.Timer(1.0, lambda: spread.append(read_connections_per_worker(bench)))
     before = bench.meter.read()
+    sampler.start()
     result = bench.reads(bench.plan.read_seconds)
+    sampler.join()
     row = _wrk_row(result, bench.meter.used(before, bench.meter.read()))
-    print(f"  storefront {label}: {_brief(result)}{_disturbance_note(row)}", flush=True)
+    row["read_connections_per_worker"] = spread[0] if spread else []
+    print(
+        f"  storefront {label}: {_brief(result)},"
+        f" connections per worker {row['read_connections_per_worker']}{_disturbance_note(row)}",
+        flush=True,
+    )
     return row
+
+
+def read_connections_per_worker(bench: Bench) -> list[int]:
+    """How the reads' keep-alive connections are spread over the storefront's workers.
+
+    gunicorn keeps a connection on the worker that accepted it, so 4 connections may land
+    2+2 or 4+0; in the latter one worker's threads take turns at one interpreter lock.
+    """
+    process = bench.processes["storefront"]
+    master = process.process.pid if process.process else None
+    counts = []
+    for pid in process.pids():
+        if pid == master:
+            continue
+        with contextlib.suppress(psutil.Error):
+            counts.append(
+                sum(
+                    1
+                    for conn in psutil.Process(pid).net_connections(kind="tcp")
+                    if conn.status == psutil.CONN_ESTABLISHED
+                    and conn.laddr
+                    and conn.laddr.port == bench.storefront_port
+                )
+            )
+    return sorted(counts, reverse=True)
 
 
 def phase_e2e(bench: Bench, *, id_prefix: str, rate: float, seconds: float) -> dict[str, Any]:
