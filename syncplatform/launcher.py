@@ -142,9 +142,10 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
     # Shoppers first: on this one host everything else runs at a lower CPU priority, so a
     # webhook storm or a busy worker cannot keep a storefront read waiting for a core. The
     # storefront's database sessions are not raised with it (PostgreSQL has no priority per
-    # session), but at 15 the storm's processes also leave PostgreSQL the CPU that the read's
-    # query waits for (15 against 10: storm p99 7.8-8.1 against 8.8-10.2 ms in three pairs of
-    # runs, docs/BENCHMARKS.md). worker-low lowers itself further (WORKER_LOW_NICENESS).
+    # session); its Python is. 15 rather than 10: a read's p99 in a webhook storm 7.8-8.1
+    # against 8.8-10.2 ms in three pairs of runs (docs/BENCHMARKS.md), likely because the
+    # storm's clients then keep fewer PostgreSQL backends busy at once. worker-low lowers
+    # itself further (WORKER_LOW_NICENESS).
     niceness = int(env.get("STOREFRONT_FIRST_NICENESS") or 15)
     if niceness > 0:
         for name, command in processes.items():
