@@ -159,6 +159,41 @@ def broker_outage_announce(*, error: str, down_seconds: float, now: datetime | N
     _send_now(_announce(alert, recipients=recipients, window=alert_window(now), now=now))
 
 
+def on_queues_probed(sender: object, states: list[QueueState], **kwargs: Any) -> None:
+    """Receiver of the relay's queues_probed signal."""
+    queue_lag_watch(states=states)
+
+
+def queue_lag_watch(*, states: list[QueueState], now: datetime | None = None) -> list[Alert]:
+    """Alert, and send at once, queues whose lag no worker's check has announced.
+
+    The check runs on `high` and again on `default`, so with every worker down (or stuck)
+    nothing would report that work piles up. The relay, which needs no worker, reads the
+    queues every OUTBOX_RELAY_BROKER_PROBE_SECONDS and calls this. It waits two check
+    intervals past each SLO, so that while a worker still checks, its check announces first
+    and this finds the alert already recorded for the window. Sent from the caller's
+    process: the delivery tasks would wait in the stuck queues too.
+    """
+    recipients = alert_recipients()
+    if not recipients:
+        return []
+    now = now or timezone.now()
+    window = alert_window(now)
+    slos = settings.ALERT_QUEUE_LAG_SLO_SECONDS
+    grace = 2 * settings.ALERT_CHECK_SECONDS
+    new: list[Alert] = []
+    for state in states:
+        slo = slos.get(state.name)
+        if slo is None or state.oldest_age <= slo + grace:
+            continue
+        alert = _queue_alert(state, slo)
+        notifications = _announce(alert, recipients=recipients, window=window, now=now)
+        if notifications:
+            new.append(alert)
+            _send_now(notifications)
+    return new
+
+
 def _send_now(notifications: list[Notification]) -> None:
     """Deliver in this process alerts whose delivery task cannot run (see the module doc)."""
     for notification in notifications:

@@ -6,8 +6,9 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from syncplatform.outbox.relay import broker_unavailable
+        from syncplatform.outbox.relay import broker_unavailable, queues_probed
 
-        from .alerts import on_broker_unavailable
+        from .alerts import on_broker_unavailable, on_queues_probed
 
         broker_unavailable.connect(on_broker_unavailable, dispatch_uid="broker_outage_alert")
+        queues_probed.connect(on_queues_probed, dispatch_uid="queue_lag_watch")

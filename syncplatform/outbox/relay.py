@@ -44,6 +44,10 @@ NOTIFY_CHANNEL = "outbox_message"
 # is down, with `error` and `down_seconds`: the operator alerts announce the outage from
 # here, as nothing that travels through the broker can.
 broker_unavailable = Signal()
+# Sent by the relay after each probe of the broker that answered, with the queues' `states`
+# (syncplatform.queue_state.QueueState): the operator alerts watch them from here for the
+# time when no worker runs their check (every worker down or stuck).
+queues_probed = Signal()
 
 
 class BrokerUnavailable(Exception):
@@ -213,8 +217,9 @@ class Relay:
             if published:
                 logger.info("published %d outbox message(s)", published)
                 down_since = 0.0
-            elif time.monotonic() >= next_probe:
-                # Idle: nothing to publish would tell of an outage, so ask the broker.
+            if time.monotonic() >= next_probe:
+                # Idle, nothing to publish would tell of an outage; busy or not, the queues'
+                # states are read for the alerts' watch (queues_probed).
                 next_probe = time.monotonic() + self.probe_every_seconds
                 down_since = self._probe_broker(down_since)
             if time.monotonic() >= next_prune:
@@ -232,23 +237,25 @@ class Relay:
         logger.info("outbox relay stopped")
 
     def _probe_broker(self, down_since: float) -> float:
-        """Ask the idle broker whether it answers; return the outage's start, or 0."""
+        """Read the queues' states from the broker; return the outage's start, or 0."""
         try:
-            queue_states()
+            states = queue_states()
         except QueuesUnreadable as exc:
             down_since = down_since or time.monotonic()
-            logger.warning("broker unavailable (%s) while idle", exc)
+            logger.warning("broker unavailable (%s) on a probe", exc)
             self._report_outage(exc, time.monotonic() - down_since)
             return down_since
+        self._send(queues_probed, states=states)
         return 0.0
 
     def _report_outage(self, exc: Exception, down_seconds: float) -> None:
-        answers = broker_unavailable.send_robust(
-            sender=type(self), error=str(exc), down_seconds=down_seconds
-        )
-        for receiver, answer in answers:
+        self._send(broker_unavailable, error=str(exc), down_seconds=down_seconds)
+
+    def _send(self, signal: Signal, **kwargs: object) -> None:
+        """Tell the receivers (the operator alerts); a failing receiver never stops the relay."""
+        for receiver, answer in signal.send_robust(sender=type(self), **kwargs):
             if isinstance(answer, Exception):
-                logger.warning("broker outage receiver %r failed: %r", receiver, answer)
+                logger.warning("receiver %r failed: %r", receiver, answer)
 
     def _listen(self) -> None:
         """On PostgreSQL, LISTEN for the outbox trigger's notifications on this connection.

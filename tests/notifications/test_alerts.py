@@ -260,6 +260,38 @@ def test_an_idle_relay_notices_the_outage_and_sends_the_broker_alert(
     assert OutboxMessage.objects.filter(task_name="notifications.deliver_notification").exists()
 
 
+def test_with_no_worker_at_all_the_relay_alerts_the_queues_that_pile_up(
+    transactional_db, private_redis, start_relay
+):
+    # Given a relay on a broker of its own, with an alert webhook, and no worker anywhere to
+    # run the alerts' check
+    with local_http_server(lambda request: json_response(200, {})) as receiver:
+        start_relay(
+            REDIS_URL=private_redis.url,
+            ALERT_EMAILS="",
+            ALERT_WEBHOOK_URL=f"{receiver.url}/alerts",
+            ALERT_QUEUE_LAG_SLO_HIGH="1",
+            ALERT_QUEUE_LAG_SLO_DEFAULT="3",
+            ALERT_CHECK_SECONDS="1",
+            OUTBOX_RELAY_BROKER_PROBE_SECONDS="0.2",
+        )
+        # When it publishes work to `high` and to `default` that nobody consumes
+        OutboxMessage.objects.create(task_name="tests.noop", queue="high", dedup_key="h")
+        OutboxMessage.objects.create(task_name="tests.noop", queue="default", dedup_key="d")
+
+        # Then, past each SLO and two check intervals (when a worker's check would have
+        # announced it), the relay posts the queue's alert itself; `default`'s comes ~2 s after
+        # `high`'s, and the relay's probes in between did not post `high` again
+        wait_until(lambda: len(receiver.requests) >= 2, timeout=60, what="two alerts posted")
+        posted = [request.json()["data"] for request in receiver.requests]
+    assert [(data["condition"], data["about"]) for data in posted] == [
+        ("queue_lag", "high"),
+        ("queue_lag", "default"),
+    ]
+    assert posted[0]["figures"]["oldest_age_seconds"] > 3  # SLO 1 s + 2 x 1 s
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+
+
 # --- Outbox backlog ----------------------------------------------------------------------
 
 
