@@ -288,7 +288,7 @@ def test_with_no_worker_at_all_the_relay_alerts_the_queues_that_pile_up(
         ("queue_lag", "high"),
         ("queue_lag", "default"),
     ]
-    assert posted[0]["figures"]["oldest_age_seconds"] > 3  # SLO 1 s + 2 x 1 s
+    assert posted[0]["figures"]["oldest_age_seconds"] >= 3  # SLO 1 s + 2 x 1 s (rounded)
     assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
 
 
