@@ -91,6 +91,13 @@ def publish_to(queue: str) -> None:
     publish(OutboxMessage.objects.create(task_name="tests.noop", queue=queue, dedup_key="t"))
 
 
+def start_alerting_relay(start_relay, redis_url: str, receiver_url: str, **env: str) -> None:
+    """A relay process on a broker of its own, sending its alerts to a local webhook only."""
+    start_relay(
+        REDIS_URL=redis_url, ALERT_EMAILS="", ALERT_WEBHOOK_URL=f"{receiver_url}/alerts", **env
+    )
+
+
 # --- Queue lag and the broker ------------------------------------------------------------
 
 
@@ -212,10 +219,10 @@ def test_the_relay_sends_the_broker_alert_itself_while_redis_is_down(
     # Given a relay on a broker of its own, with an alert webhook, and the broker down
     settings.OUTBOX_FAST_PATH = False
     with local_http_server(lambda request: json_response(200, {})) as receiver:
-        start_relay(
-            REDIS_URL=private_redis.url,
-            ALERT_EMAILS="",
-            ALERT_WEBHOOK_URL=f"{receiver.url}/alerts",
+        start_alerting_relay(
+            start_relay,
+            private_redis.url,
+            receiver.url,
             ALERT_BROKER_DOWN_SECONDS="0",
         )
         private_redis.stop()
@@ -245,10 +252,10 @@ def test_an_idle_relay_notices_the_outage_and_sends_the_broker_alert(
     # Given a relay with nothing to publish, and its broker down
     with local_http_server(lambda request: json_response(200, {})) as receiver:
         private_redis.stop()
-        start_relay(
-            REDIS_URL=private_redis.url,
-            ALERT_EMAILS="",
-            ALERT_WEBHOOK_URL=f"{receiver.url}/alerts",
+        start_alerting_relay(
+            start_relay,
+            private_redis.url,
+            receiver.url,
             ALERT_BROKER_DOWN_SECONDS="1",
             OUTBOX_RELAY_BROKER_PROBE_SECONDS="0.2",
         )
@@ -266,10 +273,10 @@ def test_with_no_worker_at_all_the_relay_alerts_the_queues_that_pile_up(
     # Given a relay on a broker of its own, with an alert webhook, and no worker anywhere to
     # run the alerts' check
     with local_http_server(lambda request: json_response(200, {})) as receiver:
-        start_relay(
-            REDIS_URL=private_redis.url,
-            ALERT_EMAILS="",
-            ALERT_WEBHOOK_URL=f"{receiver.url}/alerts",
+        start_alerting_relay(
+            start_relay,
+            private_redis.url,
+            receiver.url,
             ALERT_QUEUE_LAG_SLO_HIGH="1",
             ALERT_QUEUE_LAG_SLO_DEFAULT="3",
             ALERT_CHECK_SECONDS="1",
