@@ -179,14 +179,8 @@ def queue_lag_watch(*, states: list[QueueState], now: datetime | None = None) ->
         return []
     now = now or timezone.now()
     window = alert_window(now)
-    slos = settings.ALERT_QUEUE_LAG_SLO_SECONDS
-    grace = 2 * settings.ALERT_CHECK_SECONDS
     new: list[Alert] = []
-    for state in states:
-        slo = slos.get(state.name)
-        if slo is None or state.oldest_age <= slo + grace:
-            continue
-        alert = _queue_alert(state, slo)
+    for alert in _lag_alerts(states, grace=2 * settings.ALERT_CHECK_SECONDS):
         notifications = _announce(alert, recipients=recipients, window=window, now=now)
         if notifications:
             new.append(alert)
@@ -260,11 +254,16 @@ def queue_lag_alerts(*, now: datetime) -> list[Alert]:
         states = queue_states(now=now.timestamp())
     except BrokerUnavailable as exc:
         return [_broker_alert(str(exc), now=now)]
+    return _lag_alerts(states)
+
+
+def _lag_alerts(states: list[QueueState], *, grace: float = 0.0) -> list[Alert]:
+    """One alert per queue whose oldest message has waited more than its SLO plus `grace`."""
     slos = settings.ALERT_QUEUE_LAG_SLO_SECONDS
     return [
         _queue_alert(state, slos[state.name])
         for state in states
-        if state.name in slos and state.oldest_age > slos[state.name]
+        if state.name in slos and state.oldest_age > slos[state.name] + grace
     ]
 
 
