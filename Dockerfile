@@ -49,4 +49,4 @@ USER syncplatform
 EXPOSE 8000 5555
 
 # gunicorn takes its worker count from WEB_CONCURRENCY.
-CMD ["gunicorn", "syncplatform.wsgi", "--bind", "0.0.0.0:8000", "--threads", "2", "--access-logfile", "-", "--worker-tmp-dir", "/dev/shm"]
+CMD ["gunicorn", "syncplatform.wsgi", "--bind", "0.0.0.0:8000", "--threads", "2", "--access-logfile", "-", "--reuse-port", "--worker-tmp-dir", "/dev/shm"]

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,15 @@ def _ensure_admin(env: dict[str, str]) -> str:
     )
 
 
+# Each gunicorn worker listens on a socket of its own (SO_REUSEPORT), and the kernel spreads
+# new connections over them. With one shared socket the worker that wakes first takes a
+# burst of new connections, and each keeps its worker for its whole keep-alive life. In the
+# webhook benchmark wrk's 32 connections often all landed on one of 2 workers, which left a
+# third of the machine idle and cut the intake's rate by a third (docs/BENCHMARKS.md).
+# Linux only: on macOS and the BSDs the option lets workers share a port but not the load.
+_SPREAD_CONNECTIONS = " --reuse-port" if sys.platform == "linux" else ""
+
+
 def build_processes(env: dict[str, str]) -> dict[str, str]:
     """Return {name: shell command} for every process; `exec` so signals reach it."""
     celery = _bin("celery")
@@ -107,7 +117,7 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
         "web": (
             f"exec {_bin('gunicorn')} syncplatform.wsgi --bind 127.0.0.1:{web_port}"
             f" --workers {env.get('WEB_CONCURRENCY', '2')}"
-            f" --threads {env.get('WEB_THREADS', '2')} --access-logfile -"
+            f" --threads {env.get('WEB_THREADS', '2')} --access-logfile -{_SPREAD_CONNECTIONS}"
         ),
         # The same application on a port of its own, for shoppers' reads (the proxy sends
         # /api/v1/products there): they never queue behind webhooks, uploads or the admin.
@@ -115,7 +125,7 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
             f"exec {_bin('gunicorn')} syncplatform.wsgi"
             f" --bind 127.0.0.1:{env['STOREFRONT_PORT']}"
             f" --workers {env.get('STOREFRONT_CONCURRENCY', '2')} --threads 4"
-            " --access-logfile -"
+            f" --access-logfile -{_SPREAD_CONNECTIONS}"
         ),
         "relay": f"exec {sys.executable} manage.py run_outbox_relay",
         # `high` takes short tasks: more processes and a little prefetch keep latency low.
@@ -154,6 +164,26 @@ def build_processes(env: dict[str, str]) -> dict[str, str]:
     return processes
 
 
+def _ports_taken(ports: dict[str, str]) -> list[str]:
+    """The settings among `ports` ({setting: port}) whose port something already listens on.
+
+    Checked before anything starts: with SO_REUSEPORT (_SPREAD_CONNECTIONS) a second
+    `make run` would otherwise share the first one's ports without a word, and the two would
+    take turns answering. A plain bind fails against any listener, that one's included.
+    """
+    taken = []
+    for setting, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # Connections of a platform stopped a moment ago may linger in TIME_WAIT: they
+            # do not make the port taken.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", int(port)))
+            except OSError:
+                taken.append(setting)
+    return taken
+
+
 def main() -> int:
     run_dir = _run_dir()
     env = dict(os.environ)
@@ -164,9 +194,19 @@ def main() -> int:
     env["SYNCPLATFORM_RUN_DIR"] = str(run_dir)
     env["PYTHONUNBUFFERED"] = "1"
 
+    ports = {name: env[name] for name in ("WEB_PORT", "STOREFRONT_PORT", "FLOWER_PORT")}
+    if not env.get("REDIS_URL"):
+        ports["REDIS_PORT"] = env.get("REDIS_PORT", "6390")
+    if taken := _ports_taken(ports):
+        listed = ", ".join(f"{name} {ports[name]}" for name in taken)
+        raise SystemExit(
+            f"Port already in use: {listed}. Is syncplatform already running? Stop it, or"
+            f" choose free ports, e.g. `{taken[0]}={int(ports[taken[0]]) + 10} make run`."
+        )
+
     processes: dict[str, str] = {}
     if not env.get("REDIS_URL"):
-        port = env.get("REDIS_PORT", "6390")
+        port = ports["REDIS_PORT"]
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         # Append-only file in RUN_DIR: messages already handed to Redis survive its restart
         # (rows are marked published once Redis has them, so Redis must keep them).

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -44,8 +48,70 @@ def processes_of(run_dir: str) -> list[psutil.Process]:
     return found
 
 
+def gunicorn_workers(run_dir: str, port: str) -> list[psutil.Process]:
+    """The worker processes of the gunicorn pool serving `port` (its master left out)."""
+    commands = {proc: " ".join(proc.cmdline()) for proc in processes_of(run_dir)}
+    pool = [
+        proc
+        for proc, command in commands.items()
+        if "syncplatform.wsgi" in command and f":{port}" in command
+    ]
+    pids = {proc.pid for proc in pool}
+    return [proc for proc in pool if proc.ppid() in pids]
+
+
+def connections_per_worker(workers: list[psutil.Process], port: str) -> list[int]:
+    return [
+        sum(
+            1
+            for conn in worker.net_connections(kind="tcp")
+            if conn.status == psutil.CONN_ESTABLISHED and conn.laddr.port == int(port)
+        )
+        for worker in workers
+    ]
+
+
+def busy_clients_spread(port: str, workers: list[psutil.Process], count: int = 32) -> list[int]:
+    """Open `count` keep-alive connections at once and keep each busy for a second, as an
+    ERP's connection pool or a proxy does under load; return how many each worker holds.
+
+    One event loop drives them all, sending the next request on a connection as soon as
+    the last answer is in: the pattern in which one worker used to take them all.
+    """
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    selector = selectors.DefaultSelector()
+    received: dict[socket.socket, bytes] = {}
+    for _ in range(count):
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", int(port)))
+        selector.register(client, selectors.EVENT_WRITE)
+        received[client] = b""
+    deadline = time.monotonic() + 1.0
+    try:
+        while time.monotonic() < deadline:
+            for key, events in selector.select(timeout=0.1):
+                client = key.fileobj
+                if events & selectors.EVENT_WRITE:  # connected: first request
+                    client.sendall(request)
+                    selector.modify(client, selectors.EVENT_READ)
+                    continue
+                received[client] += client.recv(65536)
+                head, _, body = received[client].partition(b"\r\n\r\n")
+                length = re.search(rb"(?i)content-length: *(\d+)", head)
+                if length and len(body) >= int(length.group(1)):
+                    received[client] = b""
+                    client.sendall(request)
+        return connections_per_worker(workers, port)
+    finally:
+        for client in received:
+            selector.unregister(client)
+            client.close()
+
+
 @pytest.fixture
-def platform():
+def platform_env_only() -> tuple[dict[str, str], str]:
+    """The environment of a newcomer's `make run`: a private state directory, free ports."""
     run_dir = tempfile.mkdtemp(prefix="sp-smoke-")
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
@@ -56,6 +122,12 @@ def platform():
         REDIS_PORT=str(free_port()),
         DJANGO_SUPERUSER_PASSWORD="smoke-test-password",
     )
+    return env, run_dir
+
+
+@pytest.fixture
+def platform(platform_env_only):
+    env, run_dir = platform_env_only
     log_path = Path(run_dir) / "run.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -150,7 +222,39 @@ def test_make_run_brings_up_the_whole_platform_and_stops_cleanly(platform):
     assert sorted(consumed.values()) == sorted([[q] for q in QUEUES])
     assert all(worker.startswith(f"{queues[0]}@") for worker, queues in consumed.items())
 
+    # Busy clients' keep-alive connections are spread over the web's workers: none idles
+    # while the other serves them all (with one shared socket, 32:0 and 31:1 were common)
+    workers = gunicorn_workers(env["SYNCPLATFORM_RUN_DIR"], env["WEB_PORT"])
+    assert len(workers) == 2
+    for _ in range(3):
+        spread = busy_clients_spread(env["WEB_PORT"], workers)
+        assert sum(spread) == 32
+        assert min(spread) >= 5, spread
+
     # Ctrl-C stops everything and leaves no process behind
     os.killpg(process.pid, signal.SIGINT)
     process.wait(timeout=60)
     wait_until(lambda: not processes_of(env["SYNCPLATFORM_RUN_DIR"]), timeout=30, what="no orphans")
+
+
+def test_make_run_stops_at_once_when_a_port_is_taken(platform_env_only):
+    env, run_dir = platform_env_only
+    # Given something already listening on the web's port (say, a platform started earlier)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["WEB_PORT"])))
+        taken.listen()
+        # When a newcomer runs `make run`
+        result = subprocess.run(
+            ["make", "--no-print-directory", "run"],
+            cwd=BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    # Then it stops before starting anything, and says which port and what to do
+    assert result.returncode != 0
+    assert f"Port already in use: WEB_PORT {env['WEB_PORT']}" in result.stderr
+    assert "make run" in result.stderr
+    assert "Preparing the database" not in result.stdout
+    assert not processes_of(run_dir)
