@@ -369,14 +369,26 @@ def phase_intake_vs_peer(bench: Bench) -> dict[str, Any]:
         round_number = len(pairs) + 1
         pair = []
         for name, path in targets.items():
+            spread: list[list[int]] = []
+            sampler = threading.Timer(
+                1.0,
+                lambda spread=spread: spread.append(
+                    connections_per_worker(bench, "web", bench.port)
+                ),
+            )
+            sampler.start()
             result, cpu = bench.replay(path, plan.ab_seconds, f"ab{round_number}-{name}")
+            sampler.join()
             row = {"round": round_number, "target": name, **_wrk_row(result, cpu)}
+            row["connections_per_worker"] = spread[0] if spread else []
             runs.append(row)
             pair.append(row)
             print(
                 f"  round {round_number} {name:6s} {result.rps:7.1f} req/s"
                 f"  p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
-                f"  statuses {result.statuses}  {_disk_brief(cpu)}{_disturbance_note(row)}",
+                f"  statuses {result.statuses}  {_disk_brief(cpu)}"
+                f"  connections per worker {row['connections_per_worker']}"
+                f"{_disturbance_note(row)}",
                 flush=True,
             )
         pairs.append((pair[0], pair[1]))
@@ -405,7 +417,10 @@ def _pair_disturbed(pair: tuple[dict[str, Any], dict[str, Any]]) -> bool:
 
 def phase_reads(bench: Bench, label: str) -> dict[str, Any]:
     spread: list[list[int]] = []
-    sampler = threading.Timer(1.0, lambda: spread.append(read_connections_per_worker(bench)))
+    sampler = threading.Timer(
+        1.0,
+        lambda: spread.append(connections_per_worker(bench, "storefront", bench.storefront_port)),
+    )
     before = bench.meter.read()
     sampler.start()
     result = bench.reads(bench.plan.read_seconds)
@@ -420,13 +435,14 @@ def phase_reads(bench: Bench, label: str) -> dict[str, Any]:
     return row
 
 
-def read_connections_per_worker(bench: Bench) -> list[int]:
-    """How the reads' keep-alive connections are spread over the storefront's workers.
+def connections_per_worker(bench: Bench, name: str, port: int) -> list[int]:
+    """How wrk's keep-alive connections to `port` are spread over the workers of gunicorn
+    `name` ("web" or "storefront"), most first.
 
     gunicorn keeps a connection on the worker that accepted it, so 4 connections may land
     2+2 or 4+0; in the latter one worker's threads take turns at one interpreter lock.
     """
-    process = bench.processes["storefront"]
+    process = bench.processes[name]
     master = process.process.pid if process.process else None
     counts = []
     for pid in process.pids():
@@ -439,7 +455,7 @@ def read_connections_per_worker(bench: Bench) -> list[int]:
                     for conn in psutil.Process(pid).net_connections(kind="tcp")
                     if conn.status == psutil.CONN_ESTABLISHED
                     and conn.laddr
-                    and conn.laddr.port == bench.storefront_port
+                    and conn.laddr.port == port
                 )
             )
     return sorted(counts, reverse=True)
