@@ -224,14 +224,24 @@ class Bench:
             "seconds": seconds,
         }
 
-    def replay(self, path: str, seconds: float, id_prefix: str) -> tuple[WrkResult, dict]:
+    def replay(
+        self, path: str, seconds: float, id_prefix: str
+    ) -> tuple[WrkResult, dict, list[int]]:
+        """Replay signed webhooks with wrk; also return how its connections spread over
+        the web's workers, sampled a second in."""
         args = self.replay_args(path, seconds, id_prefix)
+        spread: list[list[int]] = []
+        sampler = threading.Timer(
+            1.0, lambda: spread.append(connections_per_worker(self, "web", self.port))
+        )
         before = self.meter.read()
+        sampler.start()
         result = wrk_run(**args)
+        sampler.join()
         cpu = self.meter.used(before, self.meter.read())
         _remove_replay_files(self.run_dir, id_prefix)
         self.best_rps[path] = max(self.best_rps.get(path, 0.0), result.rps)
-        return result, cpu
+        return result, cpu, spread[0] if spread else []
 
     def reads(self, seconds: float) -> WrkResult:
         """Shoppers' reads, on the storefront pool as the launcher runs it."""
@@ -369,18 +379,9 @@ def phase_intake_vs_peer(bench: Bench) -> dict[str, Any]:
         round_number = len(pairs) + 1
         pair = []
         for name, path in targets.items():
-            spread: list[list[int]] = []
-            sampler = threading.Timer(
-                1.0,
-                lambda spread=spread: spread.append(
-                    connections_per_worker(bench, "web", bench.port)
-                ),
-            )
-            sampler.start()
-            result, cpu = bench.replay(path, plan.ab_seconds, f"ab{round_number}-{name}")
-            sampler.join()
+            result, cpu, spread = bench.replay(path, plan.ab_seconds, f"ab{round_number}-{name}")
             row = {"round": round_number, "target": name, **_wrk_row(result, cpu)}
-            row["connections_per_worker"] = spread[0] if spread else []
+            row["connections_per_worker"] = spread
             runs.append(row)
             pair.append(row)
             print(
