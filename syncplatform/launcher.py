@@ -100,7 +100,7 @@ def _ensure_admin(env: dict[str, str]) -> str:
 # new connections over them. With one shared socket the worker that wakes first takes a
 # burst of new connections, and each keeps its worker for its whole keep-alive life. In the
 # webhook benchmark wrk's 32 connections often all landed on one of 2 workers, which left a
-# third of the machine idle and cut the intake's rate by a third (docs/BENCHMARKS.md).
+# third of the machine idle and cut the intake's rate by a third to a half (BENCHMARKS.md).
 # Linux only: on macOS and the BSDs the option lets workers share a port but not the load.
 _SPREAD_CONNECTIONS = " --reuse-port" if sys.platform == "linux" else ""
 
