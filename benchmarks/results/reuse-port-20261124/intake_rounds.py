@@ -4,7 +4,8 @@ Sets up what benchmarks/webhooks.py sets up for its first phase, then runs ROUND
 10 s wrk replays (peer, then intake) and prints, per round: the target, the connections
 per gunicorn worker (sampled 2 s in), req/s, p50 and p99 in ms, CPU ms per request in
 gunicorn and PostgreSQL, and the cores busy on the machine. REUSEPORT=1 appends
---reuse-port to the web command; NOTRIGGER=1 drops the outbox table's NOTIFY trigger.
+--reuse-port to the web command (the runs were at 2a8d9d1; since f031925 the launcher
+adds it itself); NOTRIGGER=1 drops the outbox table's NOTIFY trigger.
 
 Run from a clone's root: `python benchmarks/results/reuse-port-20261124/intake_rounds.py`.
 """
@@ -18,25 +19,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, os.getcwd())
 from benchmarks import webhooks as bench_module
-
-
-def spread_of(bench: bench_module.Bench) -> list[int]:
-    process = bench.processes["web"]
-    master = process.process.pid
-    counts = [
-        sum(
-            1
-            for conn in psutil.Process(pid).net_connections(kind="tcp")
-            if conn.status == psutil.CONN_ESTABLISHED and conn.laddr.port == bench.port
-        )
-        for pid in process.pids()
-        if pid != master
-    ]
-    return sorted(counts, reverse=True)
 
 
 def main() -> None:
@@ -81,7 +65,10 @@ def main() -> None:
                 args = bench.replay_args(path, 10, f"r{round_number}-{name}")
                 spread: list[list[int]] = []
                 sampler = threading.Timer(
-                    2.0, lambda spread=spread: spread.append(spread_of(bench))
+                    2.0,
+                    lambda spread=spread: spread.append(
+                        w.connections_per_worker(bench, "web", bench.port)
+                    ),
                 )
                 before = bench.meter.read()
                 sampler.start()
